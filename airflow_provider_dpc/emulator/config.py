@@ -1,0 +1,148 @@
+"""Settings of the DPC emulator, and the seed data it serves.
+
+Settings are plain data so the command line, the test helper and the admin ``PUT /_emulator/config``
+route all go through the same checks. The seed replaces the guide's project and environment when a
+test or demo needs other ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from airflow_provider_dpc.models import Environment, Project
+
+__all__ = [
+    "DEFAULT_SEED",
+    "LOG_LEVELS",
+    "RUNTIME_SETTINGS",
+    "ConfigError",
+    "EmulatorConfig",
+    "Seed",
+    "load_seed",
+]
+
+StatusCase = Literal["upper", "lower"]
+ErrorStyle = Literal["validation-errors", "violations"]
+
+# Settings that PUT /_emulator/config may change while the emulator runs.
+RUNTIME_SETTINGS = frozenset(
+    {"starting_seconds", "snapshotting_seconds", "stopping_seconds", "status_case", "error_style", "token_ttl"}
+)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class ConfigError(ValueError):
+    """A setting or seed is invalid; the message names it."""
+
+
+class Seed(BaseModel):
+    """The projects and environments the emulator serves; pipelines always start empty."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    projects: list[Project] = Field(default_factory=list)
+    environments: dict[str, list[Environment]] = Field(default_factory=dict)
+
+    @field_validator("projects")
+    @classmethod
+    def _project_ids_are_uuids(cls, projects: list[Project]) -> list[Project]:
+        for project in projects:
+            _require_uuid(project.id, "projects[].id")
+        return projects
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_keys_are_uuids(cls, environments: dict[str, list[Environment]]) -> dict[str, Any]:
+        return {_require_uuid(key, "environments key"): value for key, value in environments.items()}
+
+
+def _require_uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{what} must be a UUID, got {value!r}") from None
+
+
+GUIDE_PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
+GUIDE_AGENT_ID = "2734aa6f-0c64-4d2b-9406-f44dc8f1f3b6"
+
+# The project and environment of the DPC streaming-pipeline guide, so its examples work unchanged.
+DEFAULT_SEED = Seed(
+    projects=[Project(id=GUIDE_PROJECT_ID, name="Test-project", description="project-1")],
+    environments={
+        GUIDE_PROJECT_ID: [
+            Environment(name="Environment-1", default_agent_id=GUIDE_AGENT_ID, default_agent_name="Test-agent")
+        ]
+    },
+)
+
+
+def load_seed(source: str | Path | Mapping[str, Any]) -> Seed:
+    """Read a seed from a JSON file or a mapping, raising :class:`ConfigError` naming what is wrong."""
+    data: Any = source
+    if isinstance(source, str | Path):
+        try:
+            data = json.loads(Path(source).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read seed file {source}: {exc}") from None
+    try:
+        return Seed.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid seed: {_first_errors(exc)}") from None
+
+
+def _first_errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors(include_url=False)[:5]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything the emulator's behaviour depends on; immutable, changed by :meth:`replace`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    client_id: str = "dpc-emulator-client"
+    client_secret: str = dataclasses.field(default="dpc-emulator-secret", repr=False)
+    token_ttl: float = 1800.0
+    starting_seconds: float = 1.0
+    snapshotting_seconds: float = 1.0
+    stopping_seconds: float = 1.0
+    status_case: StatusCase = "upper"
+    error_style: ErrorStyle = "validation-errors"
+    seed: Seed = DEFAULT_SEED
+    faults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    log_level: str = "warning"
+
+    def __post_init__(self) -> None:
+        for name in ("token_ttl", "starting_seconds", "snapshotting_seconds", "stopping_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
+                raise ConfigError(f"{name} must be a number of seconds between 0 and 86400, got {value!r}")
+        if self.status_case not in ("upper", "lower"):
+            raise ConfigError(f"status_case must be 'upper' or 'lower', got {self.status_case!r}")
+        if self.error_style not in ("validation-errors", "violations"):
+            raise ConfigError(f"error_style must be 'validation-errors' or 'violations', got {self.error_style!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if not self.client_id or not self.client_secret:
+            raise ConfigError("client_id and client_secret must not be empty")
+
+    def replace(self, **changes: Any) -> EmulatorConfig:
+        """A copy with ``changes`` applied and checked."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def runtime_settings(self) -> dict[str, Any]:
+        """The settings ``PUT /_emulator/config`` can change, as JSON."""
+        return {name: getattr(self, name) for name in sorted(RUNTIME_SETTINGS)}

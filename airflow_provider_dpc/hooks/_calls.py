@@ -1,0 +1,98 @@
+"""The DPC API's operations as :class:`~._protocol.Call` objects, for the sync and async hook alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from airflow_provider_dpc.hooks._protocol import Call
+from airflow_provider_dpc.models import (
+    Environment,
+    Page,
+    PipelineCommand,
+    PipelineStatus,
+    Project,
+    StreamingPipeline,
+    StreamingPipelineDefinition,
+    check_uuid,
+)
+
+MAX_PAGE_SIZE = 100
+
+_PROJECTS = TypeAdapter(Page[Project])
+_ENVIRONMENTS = TypeAdapter(Page[Environment])
+_PIPELINES = TypeAdapter(Page[StreamingPipeline])
+
+
+def _pipelines_path(project_id: str) -> str:
+    return f"/v1/projects/{check_uuid(project_id, 'project_id')}/streaming-pipelines"
+
+
+def _pipeline_path(project_id: str, pipeline_id: str) -> str:
+    return f"{_pipelines_path(project_id)}/{check_uuid(pipeline_id, 'pipeline_id')}"
+
+
+def _page_params(page: int, size: int) -> dict[str, int]:
+    if page < 0 or not 1 <= size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page must be >= 0 and size between 1 and {MAX_PAGE_SIZE}, got {page}, {size}")
+    return {"page": page, "size": size}
+
+
+def list_projects(page: int, size: int) -> Call[Page[Project]]:
+    return Call("GET", "/v1/projects", _PROJECTS.validate_python, params=_page_params(page, size))
+
+
+def list_environments(project_id: str, page: int, size: int) -> Call[Page[Environment]]:
+    path = f"/v1/projects/{check_uuid(project_id, 'project_id')}/environments"
+    return Call("GET", path, _ENVIRONMENTS.validate_python, params=_page_params(page, size))
+
+
+def list_pipelines(project_id: str, page: int, size: int) -> Call[Page[StreamingPipeline]]:
+    return Call("GET", _pipelines_path(project_id), _PIPELINES.validate_python, params=_page_params(page, size))
+
+
+def get_pipeline(project_id: str, pipeline_id: str) -> Call[StreamingPipeline]:
+    return Call("GET", _pipeline_path(project_id, pipeline_id), StreamingPipeline.model_validate)
+
+
+def create_pipeline(project_id: str, definition: StreamingPipelineDefinition) -> Call[StreamingPipeline]:
+    return Call(
+        "POST",
+        _pipelines_path(project_id),
+        StreamingPipeline.model_validate,
+        json=definition.to_wire(),
+        idempotent=False,
+    )
+
+
+def update_pipeline(
+    project_id: str, pipeline_id: str, definition: StreamingPipelineDefinition
+) -> Call[StreamingPipeline]:
+    return Call(
+        "PUT", _pipeline_path(project_id, pipeline_id), StreamingPipeline.model_validate, json=definition.to_wire()
+    )
+
+
+def delete_pipeline(project_id: str, pipeline_id: str) -> Call[None]:
+    return Call("DELETE", _pipeline_path(project_id, pipeline_id), _ignore)
+
+
+def send_command(project_id: str, pipeline_id: str, command: PipelineCommand) -> Call[None]:
+    # START and STOP are safe to repeat: the API ignores a START for a running pipeline.
+    path = f"{_pipeline_path(project_id, pipeline_id)}/commands"
+    return Call("POST", path, _ignore, json={"command": command.value})
+
+
+def get_status(project_id: str, pipeline_id: str) -> Call[PipelineStatus]:
+    return Call("GET", f"{_pipeline_path(project_id, pipeline_id)}/status", parse_status)
+
+
+def parse_status(body: Any) -> PipelineStatus:
+    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+        raise ValueError("expected an object with a string 'status'")
+    return PipelineStatus(body["status"])
+
+
+def _ignore(body: Any) -> None:
+    return None

@@ -1,0 +1,481 @@
+"""The DPC API's wire protocol without I/O, shared by the hook's sync and async paths.
+
+Requests are described as :class:`Call` objects and every answer is judged by :func:`judge`, so
+both paths build the same requests, parse the same bodies and retry by the same rules; they differ
+only in how they send and sleep.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import ValidationError
+
+from airflow_provider_dpc import __version__
+from airflow_provider_dpc.connection_ui import DEFAULT_APP_URL, DEFAULT_AUDIENCE, DEFAULT_REGION, DEFAULT_TOKEN_URL
+from airflow_provider_dpc.exceptions import (
+    DpcApiError,
+    DpcAuthenticationError,
+    DpcTransportError,
+    DpcValidationError,
+)
+from airflow_provider_dpc.models import FieldError, Problem
+
+T = TypeVar("T")
+
+USER_AGENT = f"airflow-provider-dpc/{__version__}"
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# Errors raised before the request reached the server: always safe to send again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying a call that met a 429, a 502/503/504 or a broken connection.
+
+    The defaults ride out the API's documented rate limit (Matillion recommends long backoff and at
+    least five retries). The policy is plain data so that it travels with a deferred trigger.
+    """
+
+    max_attempts: int = 8
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    max_elapsed: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("backoff_base", "backoff_max", "max_elapsed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RetryPolicy.{name} must not be negative, got {getattr(self, name)}")
+        if self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy.max_attempts must be at least 1, got {self.max_attempts}")
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
+        if value is None:
+            return cls()
+        if isinstance(value, RetryPolicy):
+            return value
+        unknown = set(value) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown retry_policy keys: {sorted(unknown)}")
+        return cls(**value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter for the wait after ``attempt`` (1-based)."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What the hook needs from an Airflow connection, checked once."""
+
+    conn_id: str
+    base_url: str
+    token_url: str
+    audience: str
+    client_id: str | None = field(default=None)
+    client_secret: str | None = field(default=None, repr=False)
+    static_token: str | None = field(default=None, repr=False)
+    account_id: str | None = None
+    app_url: str = DEFAULT_APP_URL
+    timeout: float = 30.0
+    verify: bool | str = True
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> ConnectionSettings:
+        extra: dict[str, Any] = conn.extra_dejson or {}
+        conn_id = conn.conn_id
+        region = str(extra.get("region") or DEFAULT_REGION).strip()
+        host = (conn.host or "").strip() or f"https://{region}.api.matillion.com/dpc"
+        if "://" not in host:
+            host = f"https://{host}"
+        static_token = _text(extra.get("token"))
+        client_id, client_secret = _text(conn.login), _text(conn.password)
+        if not static_token and not (client_id and client_secret):
+            raise DpcValidationError(
+                f"connection {conn_id!r} needs a client id (login) and client secret (password), "
+                "or a ready bearer token in extra 'token'",
+                errors=[FieldError("login", "must not be empty"), FieldError("password", "must not be empty")],
+            )
+        return cls(
+            conn_id=conn_id,
+            base_url=host.rstrip("/"),
+            token_url=_text(extra.get("token_url")) or DEFAULT_TOKEN_URL,
+            audience=_text(extra.get("audience")) or DEFAULT_AUDIENCE,
+            client_id=client_id,
+            client_secret=client_secret,
+            static_token=static_token,
+            account_id=_text(extra.get("account_id")),
+            app_url=_text(extra.get("app_url")) or DEFAULT_APP_URL,
+            timeout=_number(extra.get("timeout"), "timeout", conn_id, default=30.0),
+            verify=_verify(extra.get("verify")),
+        )
+
+    @property
+    def token_key(self) -> tuple[str, str]:
+        return (self.token_url, self.client_id or "")
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self.account_id:
+            headers["account-id"] = self.account_id
+        return {
+            "headers": headers,
+            "timeout": httpx.Timeout(self.timeout),
+            "verify": ssl_context(self.verify),
+            "trust_env": True,
+            "follow_redirects": False,
+        }
+
+
+def _text(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _number(value: Any, name: str, conn_id: str, *, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number <= 0:
+        raise DpcValidationError(
+            f"connection {conn_id!r}: extra {name!r} must be a positive number, got {value!r}",
+            errors=[FieldError(f"extra.{name}", "must be a positive number")],
+        )
+    return number
+
+
+def _verify(value: Any) -> bool | str:
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+        return False
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", ""):
+        return True
+    return value if isinstance(value, str) else value is not False
+
+
+@lru_cache(maxsize=8)
+def ssl_context(verify: bool | str) -> ssl.SSLContext:
+    # Built once per process: a fresh context per client costs tens of milliseconds, which adds up
+    # when a triggerer runs a thousand triggers.
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API operation: its request and how to read its successful answer."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    form: Mapping[str, str] | None = None
+    # False for a create: after a 5xx or a broken connection the caller must look before it
+    # sends again, since the first request may have succeeded.
+    idempotent: bool = True
+    authenticated: bool = True
+    url: str | None = None  # absolute URL (the token endpoint); else base URL + path
+
+    def build(self, client: httpx.Client | httpx.AsyncClient, base_url: str, token: str | None) -> httpx.Request:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        return client.build_request(
+            self.method,
+            self.url or base_url + self.path,
+            params=self.params,
+            json=self.json,
+            data=self.form,
+            headers=headers,
+        )
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    value: T
+
+
+@dataclass(frozen=True)
+class Retry:
+    delay: float
+    refresh_token: bool = False
+
+
+@dataclass(frozen=True)
+class Fail:
+    error: DpcApiError
+
+
+Outcome = Done[T] | Retry | Fail
+
+
+@dataclass
+class Attempts:
+    """Book-keeping of one call's attempts against its retry policy."""
+
+    policy: RetryPolicy
+    started: float = field(default_factory=time.monotonic)
+    count: int = 0
+    refreshed: bool = False
+
+    def next_try(self) -> None:
+        self.count += 1
+
+    def wait(self, wanted: float | None = None) -> float | None:
+        """The delay before the next attempt, or None when the budget is spent."""
+        if self.count >= self.policy.max_attempts:
+            return None
+        delay = self.policy.backoff(self.count) if wanted is None else wanted
+        if time.monotonic() - self.started + delay > self.policy.max_elapsed:
+            return None
+        return delay
+
+
+def judge(call: Call[T], response: httpx.Response, attempts: Attempts, can_refresh: bool) -> Outcome[T]:
+    """Decide what an HTTP answer means for ``call``: a result, a retry, or an error."""
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            return _retry_or_fail(call, attempts, None, _bad_body(call, response))
+        try:
+            return Done(call.parse(body))
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            return Fail(_unexpected_body(call, response, exc))
+    error = api_error(call, response)
+    if status == 401 and call.authenticated and can_refresh and not attempts.refreshed:
+        attempts.refreshed = True
+        return Retry(0.0, refresh_token=True)
+    if status == 429:
+        return _retry_or_fail(call, attempts, retry_after(response), error, always=True)
+    if status in RETRYABLE_STATUSES:
+        return _retry_or_fail(call, attempts, None, error)
+    return Fail(error)
+
+
+def judge_error(call: Call[Any], exc: httpx.HTTPError, attempts: Attempts) -> Outcome[Any]:
+    """Decide whether a transport error is worth another attempt."""
+    error = DpcTransportError(
+        f"{call.method} {call.path} failed: {type(exc).__name__}: {_safe_reason(exc)}",
+        method=call.method,
+        path=call.path,
+    )
+    return _retry_or_fail(call, attempts, None, error, always=isinstance(exc, _NOT_SENT))
+
+
+def _retry_or_fail(
+    call: Call[Any], attempts: Attempts, wanted: float | None, error: DpcApiError, *, always: bool = False
+) -> Outcome[Any]:
+    if not (call.idempotent or always):
+        return Fail(error)
+    delay = attempts.wait(wanted)
+    if delay is None:
+        return Fail(error)
+    return Retry(delay)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds, given as seconds or as an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def api_error(call: Call[Any], response: httpx.Response) -> DpcApiError:
+    problem = _problem(response)
+    errors: list[FieldError] = []
+    if problem is not None:
+        errors.extend(FieldError(e.field, e.message) for e in problem.validation_errors or ())
+        errors.extend(_violation(v) for v in problem.violations or ())
+    if call.url and problem is None:
+        # The OAuth token endpoint answers {"error": ..., "error_description": ...}.
+        problem = _oauth_problem(response)
+    return DpcApiError.from_response(
+        response.status_code,
+        call.method,
+        call.path,
+        title=problem.title if problem else None,
+        detail=problem.detail if problem else None,
+        instance=problem.instance if problem else None,
+        errors=errors,
+        retry_after=retry_after(response),
+    )
+
+
+def _problem(response: httpx.Response) -> Problem | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not ({"title", "detail", "validation-errors", "violations"} & set(body)):
+        return None
+    try:
+        return Problem.model_validate(body)
+    except ValidationError:
+        return None
+
+
+def _oauth_problem(response: httpx.Response) -> Problem | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        description = body.get("error_description")
+        return Problem(detail=f"{body['error']}: {description}" if description else body["error"])
+    return None
+
+
+def _violation(text: str) -> FieldError:
+    field_name, sep, message = str(text).partition(": ")
+    return FieldError(field_name, message) if sep else FieldError("", str(text))
+
+
+def _bad_body(call: Call[Any], response: httpx.Response) -> DpcApiError:
+    return DpcApiError(
+        f"{response.status_code} on {call.method} {call.path}: the response body is not valid JSON",
+        status_code=response.status_code,
+        method=call.method,
+        path=call.path,
+    )
+
+
+def _unexpected_body(call: Call[Any], response: httpx.Response, exc: Exception) -> DpcApiError:
+    reason = (
+        "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        if isinstance(exc, ValidationError)
+        else f"{type(exc).__name__}: {exc}"
+    )
+    return DpcApiError(
+        f"{response.status_code} on {call.method} {call.path}: unexpected response body ({reason})",
+        status_code=response.status_code,
+        method=call.method,
+        path=call.path,
+    )
+
+
+def _safe_reason(exc: httpx.HTTPError) -> str:
+    # httpx's messages name the URL at most; requests carry no secret in their URLs here.
+    return str(exc) or "no details"
+
+
+# ---- authentication ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    value: str = field(repr=False)
+    expires_at: float  # time.monotonic()
+
+
+class TokenCache:
+    """Access tokens shared by every hook in the process, keyed by (token URL, client id).
+
+    A token is refreshed a minute (or a tenth of its life) before it expires, so a call never
+    starts with a token about to lapse.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str], Token] = {}
+        self._lock = threading.Lock()
+        self._fetch_locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def get(self, key: tuple[str, str]) -> str | None:
+        token = self._tokens.get(key)
+        if token is not None and time.monotonic() < token.expires_at:
+            return token.value
+        return None
+
+    def put(self, key: tuple[str, str], value: str, expires_in: float) -> None:
+        margin = min(60.0, expires_in / 10)
+        self._tokens[key] = Token(value, time.monotonic() + max(0.0, expires_in - margin))
+
+    def invalidate(self, key: tuple[str, str], value: str | None) -> None:
+        """Drop ``value`` unless another caller has already replaced it."""
+        with self._lock:
+            current = self._tokens.get(key)
+            if current is not None and (value is None or current.value == value):
+                del self._tokens[key]
+
+    def fetch_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._fetch_locks.setdefault(key, threading.Lock())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
+TOKENS = TokenCache()
+
+
+def token_call(settings: ConnectionSettings) -> Call[tuple[str, float]]:
+    """The client-credentials grant against the token endpoint."""
+    return Call(
+        "POST",
+        "/oauth/dpc/token",
+        parse=_parse_token,
+        form={
+            "grant_type": "client_credentials",
+            "client_id": settings.client_id or "",
+            "client_secret": settings.client_secret or "",
+            "audience": settings.audience,
+        },
+        authenticated=False,
+        url=settings.token_url,
+    )
+
+
+def _parse_token(body: Any) -> tuple[str, float]:
+    if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+        raise ValueError("the token endpoint's answer has no access_token")
+    expires_in = body.get("expires_in")
+    return body["access_token"], float(expires_in) if isinstance(expires_in, int | float) else 1800.0
+
+
+def token_error(settings: ConnectionSettings, error: DpcApiError) -> DpcApiError:
+    """A token-endpoint failure, worded for the person who set up the connection."""
+    if isinstance(error, DpcAuthenticationError) or error.status_code in (400, 401, 403):
+        reason = error.detail or error.title or str(error.status_code)
+        return DpcAuthenticationError(
+            f"the token endpoint {settings.token_url} refused the client credentials of connection "
+            f"{settings.conn_id!r} (client id {settings.client_id!r}): {reason}",
+            status_code=error.status_code,
+            method="POST",
+            path=settings.token_url,
+        )
+    return error

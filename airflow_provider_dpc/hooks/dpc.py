@@ -1,0 +1,417 @@
+"""DpcHook: every HTTP call this provider makes to Matillion's Data Productivity Cloud API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from airflow_provider_dpc import _compat
+from airflow_provider_dpc.exceptions import (
+    DpcApiError,
+    DpcConflictError,
+    DpcNotFoundError,
+    DpcServerError,
+    DpcTransportError,
+    DpcValidationError,
+)
+from airflow_provider_dpc.hooks import _calls
+from airflow_provider_dpc.hooks._protocol import (
+    TOKENS,
+    Attempts,
+    Call,
+    ConnectionSettings,
+    Done,
+    Fail,
+    Retry,
+    RetryPolicy,
+    judge,
+    judge_error,
+    token_call,
+    token_error,
+)
+from airflow_provider_dpc.models import (
+    Environment,
+    FieldError,
+    PipelineCommand,
+    PipelineStatus,
+    Project,
+    StreamingPipeline,
+    StreamingPipelineDefinition,
+    validate_definition,
+)
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+__all__ = ["DpcHook", "RetryPolicy"]
+
+
+class DpcHook(_compat.BaseHook):
+    """Talks to the DPC API with a ``matillion_dpc`` connection.
+
+    One ``httpx.Client`` per hook for sync calls, and one ``httpx.AsyncClient`` per ``async with
+    hook:`` block for async ones. Access tokens are cached per (token URL, client id) for the whole
+    process, so any number of hooks and triggers share one token. 429s (honouring ``Retry-After``),
+    502/503/504s and broken connections are retried under ``retry_policy``; a create is never sent
+    twice blindly: after an unclear failure the pipeline is looked up by name first.
+
+    :param dpc_conn_id: the ``matillion_dpc`` connection.
+    :param retry_policy: a :class:`RetryPolicy` or a dict of its fields.
+    """
+
+    conn_name_attr = "dpc_conn_id"
+    default_conn_name = "matillion_dpc_default"
+    conn_type = "matillion_dpc"
+    hook_name = "Matillion DPC"
+
+    def __init__(
+        self,
+        dpc_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.dpc_conn_id = dpc_conn_id
+        self.retry_policy = RetryPolicy.coerce(retry_policy)
+        self._settings: ConnectionSettings | None = None
+        self._client: httpx.Client | None = None
+        self._aclient: httpx.AsyncClient | None = None
+
+    # ---- connection form (Airflow 2.11; Airflow 3 reads get_provider_info) ----------------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from airflow_provider_dpc.connection_ui import form_widgets
+
+        return form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_dpc.connection_ui import ui_field_behaviour
+
+        return ui_field_behaviour()
+
+    # ---- settings and clients ---------------------------------------------------------------
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            self._settings = self._read_settings(self.get_connection(self.dpc_conn_id))
+        return self._settings
+
+    @staticmethod
+    def _read_settings(conn: Any) -> ConnectionSettings:
+        settings = ConnectionSettings.from_connection(conn)
+        for secret in (settings.client_secret, settings.static_token):
+            if secret:
+                _compat.mask_secret(secret)
+        return settings
+
+    def get_conn(self) -> httpx.Client:
+        """The hook's sync client, created on first use."""
+        if self._client is None:
+            self._client = httpx.Client(**self.settings.client_options())
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> DpcHook:
+        if self._settings is None:
+            self._settings = self._read_settings(await _compat.aget_connection(self.dpc_conn_id))
+        if self._aclient is None:
+            self._aclient = httpx.AsyncClient(**self._settings.client_options())
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    # ---- the request loop, sync and async ---------------------------------------------------
+
+    def run(self, call: Call[T]) -> T:
+        """Send ``call`` with authentication and retries; return its parsed answer."""
+        settings, client = self.settings, self.get_conn()
+        attempts = Attempts(self.retry_policy)
+        while True:
+            attempts.next_try()
+            token = self._token(settings) if call.authenticated else None
+            try:
+                response = client.send(call.build(client, settings.base_url, token))
+            except httpx.HTTPError as exc:
+                outcome = judge_error(call, exc, attempts)
+            else:
+                outcome = judge(call, response, attempts, can_refresh=not settings.static_token)
+            if isinstance(outcome, Done):
+                return outcome.value
+            if isinstance(outcome, Fail):
+                raise outcome.error
+            self._before_retry(call, outcome, attempts, token)
+            time.sleep(outcome.delay)
+
+    async def arun(self, call: Call[T]) -> T:
+        """Async twin of :meth:`run`; needs ``async with hook:``."""
+        if self._aclient is None or self._settings is None:
+            raise RuntimeError("use the hook's async methods inside 'async with hook:'")
+        settings, client = self._settings, self._aclient
+        attempts = Attempts(self.retry_policy)
+        while True:
+            attempts.next_try()
+            token = await self._atoken(settings) if call.authenticated else None
+            try:
+                response = await client.send(call.build(client, settings.base_url, token))
+            except httpx.HTTPError as exc:
+                outcome = judge_error(call, exc, attempts)
+            else:
+                outcome = judge(call, response, attempts, can_refresh=not settings.static_token)
+            if isinstance(outcome, Done):
+                return outcome.value
+            if isinstance(outcome, Fail):
+                raise outcome.error
+            self._before_retry(call, outcome, attempts, token)
+            await asyncio.sleep(outcome.delay)
+
+    def _before_retry(self, call: Call[Any], retry: Retry, attempts: Attempts, token: str | None) -> None:
+        if retry.refresh_token:
+            log.info("%s %s: token refused, fetching a new one", call.method, call.path)
+            TOKENS.invalidate(self.settings.token_key, token)
+        else:
+            log.warning(
+                "%s %s did not succeed (attempt %d of %d); retrying in %.1f s",
+                call.method,
+                call.path,
+                attempts.count,
+                self.retry_policy.max_attempts,
+                retry.delay,
+            )
+
+    def _token(self, settings: ConnectionSettings) -> str:
+        if settings.static_token:
+            return settings.static_token
+        key = settings.token_key
+        with TOKENS.fetch_lock(key):
+            token = TOKENS.get(key)
+            if token is None:
+                try:
+                    grant = self.run(token_call(settings))
+                except DpcApiError as exc:
+                    raise token_error(settings, exc) from None
+                token = _remember(settings, *grant)
+        return token
+
+    async def _atoken(self, settings: ConnectionSettings) -> str:
+        if settings.static_token:
+            return settings.static_token
+        key = settings.token_key
+        token = TOKENS.get(key)
+        if token is not None:
+            return token
+        async with _async_fetch_lock(key):
+            token = TOKENS.get(key)
+            if token is None:
+                try:
+                    grant = await self.arun(token_call(settings))
+                except DpcApiError as exc:
+                    raise token_error(settings, exc) from None
+                token = _remember(settings, *grant)
+        return token
+
+    # ---- projects and environments ----------------------------------------------------------
+
+    def list_projects(self) -> list[Project]:
+        return list(self._pages(lambda page, size: _calls.list_projects(page, size)))
+
+    def find_project_by_name(self, name: str) -> Project:
+        """The project called ``name``; raises if there is none or more than one."""
+        matches = [p for p in self.list_projects() if p.name == name]
+        return _single(matches, f"project named {name!r}", "project_name", ids=[p.id for p in matches])
+
+    def resolve_project_id(self, project_id: str | None = None, project_name: str | None = None) -> str:
+        if project_id:
+            return project_id
+        if project_name:
+            return self.find_project_by_name(project_name).id
+        raise DpcValidationError(
+            "give project_id or project_name", errors=[FieldError("project_id", "must not be empty")]
+        )
+
+    def list_environments(self, project_id: str) -> list[Environment]:
+        return list(self._pages(lambda page, size: _calls.list_environments(project_id, page, size)))
+
+    # ---- streaming pipelines ----------------------------------------------------------------
+
+    def iter_streaming_pipelines(
+        self, project_id: str, page_size: int = _calls.MAX_PAGE_SIZE
+    ) -> Iterator[StreamingPipeline]:
+        """Every streaming pipeline of the project, fetching page after page as needed."""
+        return self._pages(lambda page, size: _calls.list_pipelines(project_id, page, size), page_size)
+
+    def list_streaming_pipelines(self, project_id: str) -> list[StreamingPipeline]:
+        return list(self.iter_streaming_pipelines(project_id))
+
+    def get_streaming_pipeline(self, project_id: str, pipeline_id: str) -> StreamingPipeline:
+        return self.run(_calls.get_pipeline(project_id, pipeline_id))
+
+    def find_streaming_pipeline_by_name(self, project_id: str, name: str) -> StreamingPipeline | None:
+        """The pipeline called ``name``, None if there is none; raises if several share the name."""
+        matches = [p for p in self.iter_streaming_pipelines(project_id) if p.name == name]
+        if not matches:
+            return None
+        return _single(
+            matches,
+            f"streaming pipeline named {name!r}",
+            "pipeline_name",
+            ids=[p.streaming_pipeline_id for p in matches],
+        )
+
+    def resolve_pipeline_id(
+        self, project_id: str, pipeline_id: str | None = None, pipeline_name: str | None = None
+    ) -> str:
+        if pipeline_id:
+            return pipeline_id
+        if pipeline_name:
+            found = self.find_streaming_pipeline_by_name(project_id, pipeline_name)
+            if found is None:
+                raise DpcNotFoundError(
+                    f"no streaming pipeline named {pipeline_name!r} in project {project_id}",
+                    status_code=404,
+                )
+            return found.streaming_pipeline_id
+        raise DpcValidationError(
+            "give pipeline_id or pipeline_name", errors=[FieldError("pipeline_id", "must not be empty")]
+        )
+
+    def create_streaming_pipeline(
+        self, project_id: str, definition: StreamingPipelineDefinition | Mapping[str, Any]
+    ) -> StreamingPipeline:
+        """Create a pipeline, validating the definition locally first.
+
+        A POST whose outcome is unclear (5xx, broken connection) is never repeated blindly: the
+        pipeline is looked up by name, and only sent again if it is not there.
+        """
+        checked = validate_definition(definition)
+        call = _calls.create_pipeline(project_id, checked)
+        attempts = Attempts(self.retry_policy)
+        while True:
+            attempts.next_try()
+            try:
+                return self.run(call)
+            except (DpcServerError, DpcTransportError) as exc:
+                existing = self.find_streaming_pipeline_by_name(project_id, checked.name)
+                if existing is not None:
+                    log.warning(
+                        "create of %r met %s, but the pipeline exists: using %s",
+                        checked.name,
+                        exc,
+                        existing.streaming_pipeline_id,
+                    )
+                    return existing
+                delay = attempts.wait()
+                if delay is None:
+                    raise
+                log.warning(
+                    "create of %r failed (%s) and it does not exist; retrying in %.1f s", checked.name, exc, delay
+                )
+                time.sleep(delay)
+
+    def update_streaming_pipeline(
+        self, project_id: str, pipeline_id: str, definition: StreamingPipelineDefinition | Mapping[str, Any]
+    ) -> StreamingPipeline:
+        """Replace a pipeline's definition (the API's PUT is a full replace)."""
+        return self.run(_calls.update_pipeline(project_id, pipeline_id, validate_definition(definition)))
+
+    def delete_streaming_pipeline(self, project_id: str, pipeline_id: str, *, missing_ok: bool = False) -> bool:
+        """Delete a pipeline; returns False when it was already gone and ``missing_ok``."""
+        try:
+            self.run(_calls.delete_pipeline(project_id, pipeline_id))
+        except DpcNotFoundError:
+            if not missing_ok:
+                raise
+            return False
+        return True
+
+    def send_command(self, project_id: str, pipeline_id: str, command: PipelineCommand | str) -> None:
+        """Send START or STOP; the API acknowledges at once and the pipeline changes status later."""
+        self.run(_calls.send_command(project_id, pipeline_id, parse_command(command)))
+
+    def get_status(self, project_id: str, pipeline_id: str) -> PipelineStatus:
+        return self.run(_calls.get_status(project_id, pipeline_id))
+
+    async def aget_status(self, project_id: str, pipeline_id: str) -> PipelineStatus:
+        return await self.arun(_calls.get_status(project_id, pipeline_id))
+
+    async def aget_streaming_pipeline(self, project_id: str, pipeline_id: str) -> StreamingPipeline:
+        return await self.arun(_calls.get_pipeline(project_id, pipeline_id))
+
+    # ---- Airflow conventions ------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection by listing projects (Airflow's 'Test' button and CLI)."""
+        try:
+            page = self.run(_calls.list_projects(0, 1))
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, f"Connected to {self.settings.base_url}; {max(page.total, len(page.results))} project(s) visible"
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _pages(self, make_call: Any, page_size: int = _calls.MAX_PAGE_SIZE) -> Iterator[Any]:
+        page, seen = 0, 0
+        while True:
+            result = self.run(make_call(page, page_size))
+            yield from result.results
+            seen += len(result.results)
+            # Stop on a short page; ``total`` is not always filled in (the guide shows 0).
+            if len(result.results) < page_size or (result.total and seen >= result.total):
+                return
+            page += 1
+
+
+def parse_command(command: PipelineCommand | str) -> PipelineCommand:
+    try:
+        return PipelineCommand(command)
+    except ValueError:
+        raise DpcValidationError(
+            f"command must be START or STOP, got {command!r}",
+            errors=[FieldError("command", "must be START or STOP")],
+        ) from None
+
+
+def _single(matches: list[T], what: str, field: str, ids: list[str]) -> T:
+    if not matches:
+        raise DpcNotFoundError(f"no {what}", status_code=404, errors=[FieldError(field, "not found")])
+    if len(matches) > 1:
+        raise DpcConflictError(
+            f"{len(matches)} of {what} exist ({', '.join(ids)}); use its id instead",
+            errors=[FieldError(field, "is ambiguous")],
+        )
+    return matches[0]
+
+
+def _remember(settings: ConnectionSettings, token: str, expires_in: float) -> str:
+    _compat.mask_secret(token)
+    TOKENS.put(settings.token_key, token, expires_in)
+    return token
+
+
+_ASYNC_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_fetch_lock(key: tuple[str, str]) -> asyncio.Lock:
+    # One token fetch per event loop: a thousand triggers starting together share one grant.
+    locks = _ASYNC_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(key, asyncio.Lock())

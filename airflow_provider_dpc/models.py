@@ -1,0 +1,470 @@
+"""Pydantic models of the DPC streaming-pipeline API.
+
+The same models validate a definition on the client, before anything is sent, and in the emulator,
+so both report a bad definition with the same dotted field paths and messages as the real API
+(``streamingSource.connection.username: must not be empty``). Fields are snake_case in Python and
+camelCase on the wire; unknown fields are kept so that a read-modify-write never drops what a newer
+API added.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "AbsTarget",
+    "DatabaseConnection",
+    "Db2IbmiSource",
+    "DecimalMapping",
+    "Environment",
+    "FieldError",
+    "HostConnection",
+    "KeyPairAuthentication",
+    "MySqlSource",
+    "OracleConnection",
+    "OracleSource",
+    "Page",
+    "PasswordAuthentication",
+    "PipelineCommand",
+    "PipelineStatus",
+    "PostgresSource",
+    "Problem",
+    "Project",
+    "S3Target",
+    "SecretReference",
+    "SecretType",
+    "SnowflakeConnection",
+    "SnowflakeTarget",
+    "SourceTable",
+    "SqlServerSource",
+    "StreamingPipeline",
+    "StreamingPipelineDefinition",
+    "TablePrefixType",
+    "TemporalMapping",
+    "TransformationType",
+    "check_uuid",
+    "field_errors",
+    "validate_definition",
+]
+
+
+class _UpperEnum(enum.StrEnum):
+    """An API enum: sent upper case, accepted in any case."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _UpperEnum | None:
+        if isinstance(value, str):
+            return cls.__members__.get(value.strip().upper().replace("-", "_"))
+        return None
+
+
+class PipelineStatus(_UpperEnum):
+    """A streaming pipeline's status.
+
+    Parsed case-insensitively (the guide shows ``streaming``, the API ``STREAMING``). A value this
+    version does not know is kept as it came, as a pseudo-member whose ``is_known`` is false, so a
+    new API status never crashes a running task.
+    """
+
+    STARTING = "STARTING"
+    SNAPSHOTTING = "SNAPSHOTTING"
+    STREAMING = "STREAMING"
+    STOPPING = "STOPPING"
+    NOT_RUNNING = "NOT_RUNNING"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def _missing_(cls, value: object) -> PipelineStatus:
+        known = super()._missing_(value)
+        if isinstance(known, PipelineStatus):
+            return known
+        text = str(value)
+        pseudo = str.__new__(cls, text)
+        pseudo._name_ = text
+        pseudo._value_ = text
+        return pseudo
+
+    @property
+    def is_known(self) -> bool:
+        return self.name in type(self).__members__
+
+
+class PipelineCommand(_UpperEnum):
+    START = "START"
+    STOP = "STOP"
+
+
+class SecretType(_UpperEnum):
+    AZURE_KEY_VAULT = "AZURE_KEY_VAULT"
+    AWS_SECRETS_MANAGER = "AWS_SECRETS_MANAGER"
+    GOOGLE_SECRET_MANAGER = "GOOGLE_SECRET_MANAGER"
+
+
+class TransformationType(_UpperEnum):
+    COPY_TABLE = "COPY_TABLE"
+    COPY_TABLE_SOFT_DELETE = "COPY_TABLE_SOFT_DELETE"
+    CHANGE_LOG = "CHANGE_LOG"
+
+
+class TablePrefixType(_UpperEnum):
+    PREFIX = "PREFIX"
+    SOURCE_DATABASE_AND_SCHEMA = "SOURCE_DATABASE_AND_SCHEMA"
+    NONE = "NONE"
+
+
+class TemporalMapping(_UpperEnum):
+    NATIVE = "NATIVE"
+    EPOCH = "EPOCH"
+
+
+class DecimalMapping(_UpperEnum):
+    LOGICAL = "LOGICAL"
+    LEGACY = "LEGACY"
+
+
+def _require_text(value: Any) -> Any:
+    # The API's wording for a missing, null or blank string.
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise PydanticCustomError("not_empty", "must not be empty")
+    return value
+
+
+def _stringify_scalars(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, int | float) else v
+            for k, v in value.items()
+        }
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_require_text)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+JdbcProperties = dict[str, str | int | float | bool]
+StringMap = Annotated[dict[str, str], BeforeValidator(_stringify_scalars)]
+
+
+class DpcModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="allow",
+        use_enum_values=False,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_is_null(cls, data: Any) -> Any:
+        # An absent required field is validated as null, so it gets the API's message for its
+        # kind ("must not be null" for an object, "must not be empty" for a string).
+        if isinstance(data, Mapping):
+            absent = {
+                field.alias or name: None
+                for name, field in cls.model_fields.items()
+                if field.is_required() and (field.alias or name) not in data and name not in data
+            }
+            if absent:
+                return {**data, **absent}
+        return data
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body as the API expects it: camelCase, upper-case enums, unset fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class SecretReference(DpcModel):
+    """Where the agent finds a secret; the secret's value never passes through Airflow."""
+
+    secret_type: SecretType
+    secret_name: Text
+    secret_location: str | None = None
+    secret_key: str | None = None
+
+
+class HostConnection(DpcModel):
+    """Connection of a source addressed without a database (MySQL, Db2 for IBM i)."""
+
+    host: Text
+    port: Port
+    username: Text
+    password: SecretReference
+    jdbc_properties: JdbcProperties | None = None
+
+
+class DatabaseConnection(HostConnection):
+    database: Text
+
+
+class OracleConnection(DatabaseConnection):
+    pdb: str | None = None
+
+
+class SourceTable(DpcModel):
+    table_schema: Text = Field(alias="schema")
+    table: Text
+
+
+Tables = Annotated[list[SourceTable], Field(min_length=1)]
+
+
+class PostgresSource(DpcModel):
+    type: Literal["postgres"] = "postgres"
+    connection: DatabaseConnection
+    tables: Tables
+
+
+class SqlServerSource(DpcModel):
+    type: Literal["sqlserver"] = "sqlserver"
+    connection: DatabaseConnection
+    tables: Tables
+
+
+class OracleSource(DpcModel):
+    type: Literal["oracle"] = "oracle"
+    connection: OracleConnection
+    tables: Tables
+
+
+class MySqlSource(DpcModel):
+    type: Literal["mysql"] = "mysql"
+    connection: HostConnection
+    tables: Tables
+
+
+class Db2IbmiSource(DpcModel):
+    type: Literal["db2ibmi"] = "db2ibmi"
+    connection: HostConnection
+    tables: Tables
+
+
+StreamingSource = Annotated[
+    PostgresSource | SqlServerSource | OracleSource | MySqlSource | Db2IbmiSource,
+    Field(discriminator="type"),
+]
+
+
+class KeyPairAuthentication(DpcModel):
+    type: Literal["key-pair"] = "key-pair"
+    private_key: SecretReference
+    passphrase: SecretReference | None = None
+
+
+class PasswordAuthentication(DpcModel):
+    type: Literal["password"] = "password"
+    password: SecretReference
+
+
+SnowflakeAuthentication = Annotated[KeyPairAuthentication | PasswordAuthentication, Field(discriminator="type")]
+
+
+class SnowflakeConnection(DpcModel):
+    account_name: Text
+    username: Text
+    authentication: SnowflakeAuthentication
+    jdbc_properties: JdbcProperties | None = None
+
+
+class SnowflakeTarget(DpcModel):
+    type: Literal["snowflake"] = "snowflake"
+    connection: SnowflakeConnection
+    role: Text
+    warehouse: Text
+    database: Text
+    stage_schema: Text
+    stage_name: Text
+    stage_prefix: str | None = None
+    table_schema: Text
+    table_prefix_type: TablePrefixType
+    transformation_type: TransformationType
+    temporal_mapping: TemporalMapping | None = None
+
+
+class S3Target(DpcModel):
+    type: Literal["s3"] = "s3"
+    bucket: Text
+    prefix: Text
+    decimal_mapping: DecimalMapping | None = None
+
+
+class AbsTarget(DpcModel):
+    """Azure Blob Storage."""
+
+    type: Literal["abs"] = "abs"
+    container: Text
+    prefix: Text
+    account_name: Text
+    account_key: SecretReference
+    decimal_mapping: DecimalMapping | None = None
+
+
+StreamingTarget = Annotated[SnowflakeTarget | S3Target | AbsTarget, Field(discriminator="type")]
+
+# Fields holding a tagged union: pydantic puts the tag in an error's location, the API does not.
+_UNION_FIELDS = frozenset({"streamingSource", "streamingTarget", "authentication"})
+
+
+class StreamingPipelineDefinition(DpcModel):
+    """What is sent to create or replace a streaming pipeline."""
+
+    name: Text
+    agent_id: Text
+    streaming_source: StreamingSource
+    streaming_target: StreamingTarget
+    advanced_properties: StringMap | None = None
+
+
+class StreamingPipeline(DpcModel):
+    """A pipeline as the API returns it.
+
+    Read leniently (only the identity fields are required) so that a source or target type newer
+    than this provider never breaks a status check; ``definition()`` validates the rest on demand.
+    """
+
+    streaming_pipeline_id: str
+    name: str
+    project_id: str | None = None
+    agent_id: str | None = None
+
+    def definition(self) -> StreamingPipelineDefinition:
+        body = self.to_wire()
+        body.pop("streamingPipelineId", None)
+        body.pop("projectId", None)
+        return validate_definition(body)
+
+
+class Project(DpcModel):
+    id: str
+    name: str
+    description: str | None = None
+
+
+class Environment(DpcModel):
+    name: str
+    default_agent_id: str | None = None
+    default_agent_name: str | None = None
+
+
+T = TypeVar("T")
+
+
+class Page(DpcModel, Generic[T]):
+    page: int = 0
+    size: int = 0
+    total: int = 0
+    results: list[T] = Field(default_factory=list)
+
+
+class ProblemFieldError(DpcModel):
+    field: str = ""
+    message: str = ""
+
+
+class Problem(DpcModel):
+    """An RFC 7807 problem, in either of the API's two validation shapes."""
+
+    type: str | None = None
+    title: str | None = None
+    status: int | None = None
+    detail: str | None = None
+    instance: str | None = None
+    validation_errors: list[ProblemFieldError] | None = Field(default=None, alias="validation-errors")
+    violations: list[str] | None = None
+
+
+class FieldError(NamedTuple):
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    skip_tag = False
+    for item in loc:
+        if skip_tag:
+            skip_tag = False
+            continue
+        parts.append(str(item))
+        skip_tag = item in _UNION_FIELDS
+    return ".".join(parts)
+
+
+def _field_message(error: Mapping[str, Any]) -> tuple[str, str]:
+    kind = error["type"]
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tag = error.get("ctx", {}).get("discriminator", "'type'").strip("'")
+        if kind == "union_tag_not_found":
+            return tag, "must not be empty"
+        return tag, f"must be one of {error['ctx']['expected_tags']}"
+    if kind == "not_empty" or (kind == "too_short" and isinstance(error.get("input"), list)):
+        return "", "must not be empty"
+    if error.get("input", ...) is None:
+        return "", "must not be null"
+    if kind == "enum":
+        return "", f"must be one of {error['ctx']['expected']}"
+    return "", str(error["msg"])
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """The API's ``(field, message)`` pairs for a pydantic validation error."""
+    found: list[FieldError] = []
+    for error in exc.errors(include_url=False):
+        suffix, message = _field_message(error)
+        path = _field_path(tuple(error["loc"]))
+        field = f"{path}.{suffix}" if suffix and path else suffix or path
+        if FieldError(field, message) not in found:
+            found.append(FieldError(field, message))
+    # The API's example lists its errors in descending path order; keep to it for identical bodies.
+    return sorted(found, reverse=True)
+
+
+def validate_definition(definition: StreamingPipelineDefinition | Mapping[str, Any]) -> StreamingPipelineDefinition:
+    """Validate a definition, raising :class:`~airflow_provider_dpc.exceptions.DpcValidationError`."""
+    if isinstance(definition, StreamingPipelineDefinition):
+        return definition
+    from airflow_provider_dpc.exceptions import DpcValidationError
+
+    if not isinstance(definition, Mapping):
+        raise DpcValidationError(
+            "streaming pipeline definition must be a JSON object",
+            errors=[FieldError("", f"must be an object, not {type(definition).__name__}")],
+        )
+    try:
+        return StreamingPipelineDefinition.model_validate(definition)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        raise DpcValidationError(
+            "invalid streaming pipeline definition: " + "; ".join(map(str, errors)), errors=errors
+        ) from None
+
+
+def check_uuid(value: Any, field: str) -> str:
+    """Return ``value`` as a canonical UUID string, or raise naming ``field``.
+
+    Every id is checked before it goes into a URL, so a path-like value can never reach the API.
+    """
+    from airflow_provider_dpc.exceptions import DpcValidationError
+
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise DpcValidationError(
+            f"{field} must be a UUID, got {shown}", errors=[FieldError(field, "must be a UUID")]
+        ) from None

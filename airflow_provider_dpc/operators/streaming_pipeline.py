@@ -1,0 +1,338 @@
+"""Operators that create, start, stop and delete DPC streaming pipelines."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from airflow_provider_dpc._compat import BaseOperator, Context, conf
+from airflow_provider_dpc.exceptions import DpcConflictError, DpcNotFoundError, DpcValidationError
+from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
+from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL, DpcStreamingPipelineLink, pipeline_url
+from airflow_provider_dpc.models import (
+    FieldError,
+    PipelineCommand,
+    PipelineStatus,
+    StreamingPipelineDefinition,
+    check_uuid,
+    validate_definition,
+)
+from airflow_provider_dpc.status import StatusGoal, StatusWatch, WaitResult, conclude
+from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+
+__all__ = [
+    "DpcCreateStreamingPipelineOperator",
+    "DpcDeleteStreamingPipelineOperator",
+    "DpcStartStreamingPipelineOperator",
+    "DpcStopStreamingPipelineOperator",
+]
+
+XCOM_PIPELINE_ID = "pipeline_id"
+RUNNING = (PipelineStatus.STARTING, PipelineStatus.SNAPSHOTTING, PipelineStatus.STREAMING)
+
+
+class _DpcOperator(BaseOperator):
+    """What every DPC operator shares: the connection, project and pipeline resolution, waiting."""
+
+    template_fields: Sequence[str] = ("project_id", "project_name", "pipeline_id", "pipeline_name")
+    operator_extra_links = (DpcStreamingPipelineLink(),)
+    ui_color = "#e0f2ef"
+
+    def __init__(
+        self,
+        *,
+        dpc_conn_id: str = DpcHook.default_conn_name,
+        project_id: str | None = None,
+        project_name: str | None = None,
+        pipeline_id: str | None = None,
+        pipeline_name: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        timeout: float | None = 3600.0,
+        dpc_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not (project_id or project_name):
+            raise ValueError(f"{type(self).__name__} {self.task_id!r}: give project_id or project_name")
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive or None, got {timeout}")
+        self.dpc_conn_id = dpc_conn_id
+        self.project_id = project_id
+        self.project_name = project_name
+        self.pipeline_id = pipeline_id
+        self.pipeline_name = pipeline_name
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.dpc_retry_policy = RetryPolicy.coerce(dpc_retry_policy)
+
+    @cached_property
+    def hook(self) -> DpcHook:
+        return DpcHook(self.dpc_conn_id, retry_policy=self.dpc_retry_policy)
+
+    def _project(self) -> str:
+        return check_uuid(self.hook.resolve_project_id(self.project_id, self.project_name), "project_id")
+
+    def _pipeline(self, project_id: str) -> str:
+        if not (self.pipeline_id or self.pipeline_name):
+            raise DpcValidationError(
+                f"{self.task_id}: give pipeline_id or pipeline_name",
+                errors=[FieldError("pipeline_id", "must not be empty")],
+            )
+        pipeline_id = self.hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name)
+        return check_uuid(pipeline_id, "pipeline_id")
+
+    def _announce(self, context: Context, project_id: str, pipeline_id: str) -> None:
+        """Push the pipeline id and its link first, so a failure later still leaves them in XCom."""
+        ti = context["ti"]
+        ti.xcom_push(key=XCOM_PIPELINE_ID, value=pipeline_id)
+        ti.xcom_push(key=XCOM_PIPELINE_URL, value=pipeline_url(self.hook.settings.app_url, project_id, pipeline_id))
+
+    def _wait(self, context: Context, project_id: str, pipeline_id: str, goal: StatusGoal, started_at: float) -> Any:
+        """Wait for ``goal`` by polling here or in the triggerer, then call :meth:`after_wait`."""
+        deadline = None if self.timeout is None else started_at + self.timeout
+        if self.deferrable:
+            # The trigger enforces the deadline and reports back, so execute_complete always runs.
+            self.defer(
+                trigger=DpcStreamingPipelineTrigger(
+                    dpc_conn_id=self.dpc_conn_id,
+                    project_id=project_id,
+                    pipeline_id=pipeline_id,
+                    goal=goal.to_dict(),
+                    poll_interval=self.poll_interval,
+                    started_at=started_at,
+                    deadline=deadline,
+                    retry_policy=self.dpc_retry_policy.to_dict(),
+                ),
+                method_name="execute_complete",
+            )
+        watch = StatusWatch(goal, project_id, pipeline_id, started_at=started_at, deadline=deadline)
+        while True:
+            now = time.time()
+            result = watch.observe(self.hook.get_status(project_id, pipeline_id), now)
+            if result is not None:
+                return self._finish(context, result)
+            self.log.info("pipeline %s is %s; waiting for %s", pipeline_id, watch.history[-1], goal.describe())
+            time.sleep(watch.next_poll(self.poll_interval, time.time()))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        return self._finish(context, WaitResult.from_event(event))
+
+    def _finish(self, context: Context, result: WaitResult) -> Any:
+        status = conclude(result)
+        self.log.info("pipeline %s is %s after %.0f s", result.pipeline_id, status, result.waited)
+        return self.after_wait(context, result.project_id, result.pipeline_id)
+
+    def after_wait(self, context: Context, project_id: str, pipeline_id: str) -> Any:
+        return pipeline_id
+
+
+class DpcCreateStreamingPipelineOperator(_DpcOperator):
+    """Create a streaming pipeline, or reuse or update the one of the same name.
+
+    The definition is validated locally before any call. The project is searched for a pipeline of
+    the same name first, so a retried task never creates a second one. Returns the pipeline id.
+
+    :param definition: a dict, a :class:`~airflow_provider_dpc.models.StreamingPipelineDefinition`,
+        or the path of a ``.json`` file (rendered as a template, like any templated file).
+    :param if_exists: what to do when a pipeline of that name exists: ``fail``, ``reuse`` it as it
+        is, or ``update`` it to this definition.
+    """
+
+    template_fields: Sequence[str] = ("project_id", "project_name", "definition")
+    template_ext: Sequence[str] = (".json",)
+    template_fields_renderers = {"definition": "json"}
+
+    def __init__(
+        self,
+        *,
+        definition: Mapping[str, Any] | StreamingPipelineDefinition | str,
+        if_exists: Literal["fail", "reuse", "update"] = "fail",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if if_exists not in ("fail", "reuse", "update"):
+            raise ValueError(f"if_exists must be 'fail', 'reuse' or 'update', got {if_exists!r}")
+        self.definition = definition
+        self.if_exists = if_exists
+
+    def execute(self, context: Context) -> str:
+        definition = validate_definition(_load_definition(self.definition))
+        project_id = self._project()
+        existing = self.hook.find_streaming_pipeline_by_name(project_id, definition.name)
+        if existing is None:
+            pipeline = self.hook.create_streaming_pipeline(project_id, definition)
+            self.log.info("created streaming pipeline %r: %s", definition.name, pipeline.streaming_pipeline_id)
+        elif self.if_exists == "update":
+            pipeline = self.hook.update_streaming_pipeline(project_id, existing.streaming_pipeline_id, definition)
+            self.log.info("updated streaming pipeline %r: %s", definition.name, pipeline.streaming_pipeline_id)
+        elif self.if_exists == "reuse" or self._is_own_earlier_try(context, existing.definition(), definition):
+            pipeline = existing
+            self.log.info("reusing streaming pipeline %r: %s", definition.name, pipeline.streaming_pipeline_id)
+        else:
+            raise DpcConflictError(
+                f"a streaming pipeline named {definition.name!r} already exists in project {project_id} "
+                f"({existing.streaming_pipeline_id}); set if_exists='reuse' or 'update' to use it",
+                errors=[FieldError("name", "already exists")],
+            )
+        pipeline_id = pipeline.streaming_pipeline_id
+        self._announce(context, project_id, pipeline_id)
+        return pipeline_id
+
+    def _is_own_earlier_try(
+        self, context: Context, existing: StreamingPipelineDefinition, wanted: StreamingPipelineDefinition
+    ) -> bool:
+        # A retry after a crash between the POST and the XCom push finds the pipeline its own
+        # earlier try created: same definition, so it is not a conflict.
+        return int(getattr(context["ti"], "try_number", 1) or 1) > 1 and existing.to_wire() == wanted.to_wire()
+
+
+class DpcStartStreamingPipelineOperator(_DpcOperator):
+    """Start a streaming pipeline and wait until it is really STREAMING.
+
+    Idempotent: a STREAMING pipeline is left alone, a STARTING or SNAPSHOTTING one is only waited
+    on, so a retried task reattaches instead of sending START again. The wait fails when the
+    pipeline falls to NOT_RUNNING once ``grace_period`` has passed since START, or when ``timeout``
+    passes; the message names the pipeline and its recent statuses. On a timeout the pipeline is
+    left as it is (it may still reach STREAMING).
+
+    :param wait_for_streaming: wait for STREAMING (default) or return once START is accepted.
+    :param grace_period: seconds after START during which NOT_RUNNING is not yet a failure.
+    """
+
+    def __init__(self, *, wait_for_streaming: bool = True, grace_period: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wait_for_streaming = wait_for_streaming
+        self.grace_period = grace_period
+
+    def execute(self, context: Context) -> Any:
+        project_id = self._project()
+        pipeline_id = self._pipeline(project_id)
+        self._announce(context, project_id, pipeline_id)
+        status = self.hook.get_status(project_id, pipeline_id)
+        if status is PipelineStatus.STREAMING:
+            self.log.info("pipeline %s is already STREAMING", pipeline_id)
+            return pipeline_id
+        if status is PipelineStatus.STOPPING:
+            status = self._wait_out_stopping(project_id, pipeline_id)
+        if status in RUNNING:
+            self.log.info("pipeline %s is already %s; not sending START", pipeline_id, status)
+        else:
+            self.hook.send_command(project_id, pipeline_id, PipelineCommand.START)
+            self.log.info("sent START to pipeline %s (it was %s)", pipeline_id, status)
+        if not self.wait_for_streaming:
+            return pipeline_id
+        goal = StatusGoal.of(PipelineStatus.STREAMING, PipelineStatus.NOT_RUNNING, self.grace_period)
+        return self._wait(context, project_id, pipeline_id, goal, started_at=time.time())
+
+    def _wait_out_stopping(self, project_id: str, pipeline_id: str) -> PipelineStatus:
+        # A START sent while the agent is still stopping would be ignored; stopping takes seconds.
+        goal = StatusGoal.of([PipelineStatus.NOT_RUNNING, *RUNNING])
+        now = time.time()
+        watch = StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=now + (self.timeout or 600))
+        self.log.info("pipeline %s is STOPPING; waiting for it to stop before START", pipeline_id)
+        while True:
+            result = watch.observe(self.hook.get_status(project_id, pipeline_id), time.time())
+            if result is not None:
+                return conclude(result)
+            time.sleep(watch.next_poll(min(self.poll_interval, 5.0), time.time()))
+
+
+class DpcStopStreamingPipelineOperator(_DpcOperator):
+    """Stop a streaming pipeline and wait until it is NOT_RUNNING (idempotent).
+
+    :param wait_for_stopped: wait for NOT_RUNNING (default) or return once STOP is accepted.
+    """
+
+    def __init__(self, *, wait_for_stopped: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wait_for_stopped = wait_for_stopped
+
+    def execute(self, context: Context) -> Any:
+        project_id = self._project()
+        pipeline_id = self._pipeline(project_id)
+        self._announce(context, project_id, pipeline_id)
+        if not self._stop(project_id, pipeline_id) or not self.wait_for_stopped:
+            return pipeline_id
+        return self._wait(context, project_id, pipeline_id, StatusGoal.of(PipelineStatus.NOT_RUNNING), time.time())
+
+    def _stop(self, project_id: str, pipeline_id: str) -> bool:
+        """Send STOP unless the pipeline is already stopped or stopping; False when it is NOT_RUNNING."""
+        status = self.hook.get_status(project_id, pipeline_id)
+        if status is PipelineStatus.NOT_RUNNING:
+            self.log.info("pipeline %s is already NOT_RUNNING", pipeline_id)
+            return False
+        if status is not PipelineStatus.STOPPING:
+            self.hook.send_command(project_id, pipeline_id, PipelineCommand.STOP)
+            self.log.info("sent STOP to pipeline %s (it was %s)", pipeline_id, status)
+        return True
+
+
+class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
+    """Delete a streaming pipeline, stopping it first when it runs.
+
+    :param stop_if_running: stop a running pipeline and wait for NOT_RUNNING before deleting;
+        when False, a running pipeline fails the task instead.
+    :param missing_ok: succeed when the pipeline does not exist.
+    """
+
+    def __init__(self, *, stop_if_running: bool = True, missing_ok: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stop_if_running = stop_if_running
+        self.missing_ok = missing_ok
+
+    def execute(self, context: Context) -> Any:
+        project_id = self._project()
+        try:
+            pipeline_id = self._pipeline(project_id)
+            status = self.hook.get_status(project_id, pipeline_id)
+        except DpcNotFoundError:
+            if not self.missing_ok:
+                raise
+            self.log.info(
+                "streaming pipeline %s does not exist; nothing to delete", self.pipeline_id or self.pipeline_name
+            )
+            return None
+        if status is not PipelineStatus.NOT_RUNNING:
+            if not self.stop_if_running:
+                raise DpcConflictError(
+                    f"streaming pipeline {pipeline_id} is {status}; stop it first or set stop_if_running=True"
+                )
+            if self._stop(project_id, pipeline_id):
+                return self._wait(
+                    context, project_id, pipeline_id, StatusGoal.of(PipelineStatus.NOT_RUNNING), time.time()
+                )
+        return self.after_wait(context, project_id, pipeline_id)
+
+    def after_wait(self, context: Context, project_id: str, pipeline_id: str) -> Any:
+        deleted = self.hook.delete_streaming_pipeline(project_id, pipeline_id, missing_ok=self.missing_ok)
+        self.log.info("streaming pipeline %s %s", pipeline_id, "deleted" if deleted else "was already gone")
+        return pipeline_id
+
+
+def _load_definition(value: Any) -> Any:
+    """The definition as a dict or model; a string is a rendered ``.json`` template or a file path."""
+    if isinstance(value, BaseModel | Mapping):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("{") and os.path.isfile(text):
+            with open(text, encoding="utf-8") as handle:
+                text = handle.read()
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DpcValidationError(
+                f"definition is neither valid JSON nor a readable .json file: {exc.msg} at line {exc.lineno}",
+                errors=[FieldError("definition", "must be a JSON object or the path of a .json file")],
+            ) from None
+    return value

@@ -1,0 +1,142 @@
+"""Sensor that holds downstream work until a streaming pipeline reaches a status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow_provider_dpc._compat import AirflowSkipException, BaseSensorOperator, Context, conf
+from airflow_provider_dpc.exceptions import DpcError, DpcPipelineStateError
+from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
+from airflow_provider_dpc.models import PipelineStatus, check_uuid
+from airflow_provider_dpc.status import StatusGoal, StatusWatch, Verdict, WaitResult, conclude
+from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+
+try:
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+except ImportError:  # Airflow 2.11
+    from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef,attr-defined,unused-ignore]
+
+
+class DpcStreamingPipelineSensor(BaseSensorOperator):
+    """Wait until a streaming pipeline is in ``target_status`` (STREAMING by default).
+
+    Statuses are compared case-insensitively. A pipeline found in one of ``failure_statuses``
+    (NOT_RUNNING by default: it never started or it died) fails the sensor at once, or skips it
+    with ``soft_fail``. In deferrable mode the triggerer does the polling and enforces ``timeout``.
+
+    :param target_status: one status or several, any of which ends the wait.
+    :param failure_statuses: statuses that fail the wait; ``()`` to wait through anything.
+    :param grace_period: seconds from the sensor's start during which failure statuses are only
+        waited through, for a pipeline that was just sent START.
+    """
+
+    template_fields: Sequence[str] = (
+        "project_id",
+        "project_name",
+        "pipeline_id",
+        "pipeline_name",
+        "target_status",
+        "failure_statuses",
+    )
+    ui_color = "#e0f2ef"
+
+    def __init__(
+        self,
+        *,
+        dpc_conn_id: str = DpcHook.default_conn_name,
+        project_id: str | None = None,
+        project_name: str | None = None,
+        pipeline_id: str | None = None,
+        pipeline_name: str | None = None,
+        target_status: str | Iterable[str] = PipelineStatus.STREAMING,
+        failure_statuses: str | Iterable[str] = (PipelineStatus.NOT_RUNNING,),
+        grace_period: float = 0.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        dpc_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not (project_id or project_name) or not (pipeline_id or pipeline_name):
+            raise ValueError(f"{self.task_id}: give project_id or project_name, and pipeline_id or pipeline_name")
+        self.dpc_conn_id = dpc_conn_id
+        self.project_id = project_id
+        self.project_name = project_name
+        self.pipeline_id = pipeline_id
+        self.pipeline_name = pipeline_name
+        self.target_status = target_status
+        self.failure_statuses = failure_statuses
+        self.grace_period = grace_period
+        self.deferrable = deferrable
+        self.dpc_retry_policy = RetryPolicy.coerce(dpc_retry_policy)
+        StatusGoal.of(target_status, failure_statuses)  # reject overlapping statuses at parse time
+        self._watch: StatusWatch | None = None
+
+    @cached_property
+    def hook(self) -> DpcHook:
+        return DpcHook(self.dpc_conn_id, retry_policy=self.dpc_retry_policy)
+
+    def _start_watch(self) -> StatusWatch:
+        project_id = check_uuid(self.hook.resolve_project_id(self.project_id, self.project_name), "project_id")
+        pipeline_id = check_uuid(
+            self.hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name), "pipeline_id"
+        )
+        goal = StatusGoal.of(self.target_status, self.failure_statuses, self.grace_period)
+        return StatusWatch(goal, project_id, pipeline_id, started_at=time.time())
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        watch = self._start_watch()
+        # One read first: a pipeline that already streams costs no trip through the triggerer.
+        if self._settle(watch.observe(self.hook.get_status(watch.project_id, watch.pipeline_id), time.time())):
+            return None
+        self.defer(
+            trigger=DpcStreamingPipelineTrigger(
+                dpc_conn_id=self.dpc_conn_id,
+                project_id=watch.project_id,
+                pipeline_id=watch.pipeline_id,
+                goal=watch.goal.to_dict(),
+                poll_interval=_seconds(self.poke_interval),
+                started_at=watch.started_at,
+                deadline=watch.started_at + _seconds(self.timeout),
+                retry_policy=self.dpc_retry_policy.to_dict(),
+                history=watch.history,
+            ),
+            method_name="execute_complete",
+        )
+
+    def poke(self, context: Context) -> bool:
+        if self._watch is None:
+            self._watch = self._start_watch()
+        watch = self._watch
+        return self._settle(watch.observe(self.hook.get_status(watch.project_id, watch.pipeline_id), time.time()))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        self._settle(WaitResult.from_event(event))
+
+    def _settle(self, result: WaitResult | None) -> bool:
+        """True once the target is reached; raises (or skips, with ``soft_fail``) on failure."""
+        if result is None:
+            return False
+        try:
+            status = conclude(result)
+        except DpcPipelineStateError as exc:
+            if self.soft_fail:
+                raise AirflowSkipException(str(exc)) from exc
+            if result.verdict is Verdict.TIMED_OUT:
+                raise AirflowSensorTimeout(str(exc)) from exc
+            raise
+        except DpcError as exc:
+            if self.soft_fail:
+                raise AirflowSkipException(str(exc)) from exc
+            raise
+        self.log.info("pipeline %s is %s", result.pipeline_id, status)
+        return True
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

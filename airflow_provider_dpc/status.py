@@ -1,0 +1,193 @@
+"""What a pipeline status means for a task that waits on it: the one place that decides.
+
+The start and stop operators' polling loops, the sensor's ``poke``, the trigger and every
+``execute_complete`` go through :class:`StatusWatch` and :func:`conclude`, so a status is judged the
+same way whether the task polls in a worker or defers to the triggerer.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_provider_dpc.exceptions import DpcApiError, DpcPipelineStateError
+from airflow_provider_dpc.models import PipelineStatus
+
+HISTORY_LENGTH = 10
+
+
+class Verdict(enum.StrEnum):
+    REACHED = "reached"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    ERROR = "error"
+
+
+def statuses(values: Iterable[PipelineStatus | str] | PipelineStatus | str) -> tuple[PipelineStatus, ...]:
+    """Normalise one status or several, in any case, to a tuple of :class:`PipelineStatus`."""
+    if isinstance(values, str):
+        values = [values]
+    return tuple(PipelineStatus(v) for v in values)
+
+
+@dataclass(frozen=True)
+class StatusGoal:
+    """The statuses a task waits for, those that fail it, and how long a failure status is forgiven.
+
+    ``grace_period`` covers the moment right after START when the API may still answer NOT_RUNNING
+    because the agent has not picked the command up yet.
+    """
+
+    target: tuple[PipelineStatus, ...]
+    failure: tuple[PipelineStatus, ...] = ()
+    grace_period: float = 0.0
+
+    def __post_init__(self) -> None:
+        overlap = set(self.target) & set(self.failure)
+        if overlap:
+            raise ValueError(f"statuses {sorted(overlap)} are both target and failure statuses")
+        if not self.target:
+            raise ValueError("target_status must name at least one status")
+
+    @classmethod
+    def of(
+        cls,
+        target: Iterable[PipelineStatus | str] | str,
+        failure: Iterable[PipelineStatus | str] | str = (),
+        grace_period: float = 0.0,
+    ) -> StatusGoal:
+        return cls(statuses(target), statuses(failure), float(grace_period))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": [str(s) for s in self.target],
+            "failure": [str(s) for s in self.failure],
+            "grace_period": self.grace_period,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StatusGoal:
+        return cls.of(data["target"], data.get("failure", ()), data.get("grace_period", 0.0))
+
+    def describe(self) -> str:
+        return " or ".join(map(str, self.target))
+
+
+@dataclass
+class WaitResult:
+    """How a wait ended. Serialised as the trigger's event payload."""
+
+    verdict: Verdict
+    project_id: str
+    pipeline_id: str
+    goal: StatusGoal
+    status: str | None = None
+    history: list[str] = field(default_factory=list)
+    waited: float = 0.0
+    message: str | None = None
+
+    def to_event(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = str(self.verdict)
+        data["goal"] = self.goal.to_dict()
+        return data
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> WaitResult:
+        return cls(
+            verdict=Verdict(event["verdict"]),
+            project_id=event["project_id"],
+            pipeline_id=event["pipeline_id"],
+            goal=StatusGoal.from_dict(event["goal"]),
+            status=event.get("status"),
+            history=list(event.get("history") or []),
+            waited=float(event.get("waited") or 0.0),
+            message=event.get("message"),
+        )
+
+
+class StatusWatch:
+    """Judges the statuses read one after another while waiting for a goal.
+
+    Times are wall-clock epoch seconds so that a watch can move from a worker to the triggerer and
+    keep its deadline and grace period.
+    """
+
+    def __init__(
+        self,
+        goal: StatusGoal,
+        project_id: str,
+        pipeline_id: str,
+        *,
+        started_at: float,
+        deadline: float | None = None,
+        history: Iterable[str] = (),
+    ) -> None:
+        self.goal = goal
+        self.project_id = project_id
+        self.pipeline_id = pipeline_id
+        self.started_at = started_at
+        self.deadline = math.inf if deadline is None else deadline
+        self.history = list(history)[-HISTORY_LENGTH:]
+
+    def observe(self, status: PipelineStatus, now: float) -> WaitResult | None:
+        """The result once ``status`` ends the wait, else None (keep waiting)."""
+        if not self.history or self.history[-1] != str(status):
+            self.history = [*self.history, str(status)][-HISTORY_LENGTH:]
+        if status in self.goal.target:
+            return self._result(Verdict.REACHED, now, status)
+        if status in self.goal.failure and now - self.started_at >= self.goal.grace_period:
+            return self._result(Verdict.FAILED, now, status)
+        if now >= self.deadline:
+            return self._result(Verdict.TIMED_OUT, now, status)
+        return None
+
+    def error(self, exc: Exception, now: float) -> WaitResult:
+        status = self.history[-1] if self.history else None
+        return self._result(Verdict.ERROR, now, status, message=f"{type(exc).__name__}: {exc}")
+
+    def next_poll(self, interval: float, now: float) -> float:
+        """Seconds to sleep before the next read, never past the deadline."""
+        return max(0.0, min(interval, self.deadline - now))
+
+    def _result(
+        self, verdict: Verdict, now: float, status: PipelineStatus | str | None, message: str | None = None
+    ) -> WaitResult:
+        return WaitResult(
+            verdict=verdict,
+            project_id=self.project_id,
+            pipeline_id=self.pipeline_id,
+            goal=self.goal,
+            status=None if status is None else str(status),
+            history=list(self.history),
+            waited=round(now - self.started_at, 3),
+            message=message,
+        )
+
+
+def conclude(result: WaitResult, *, what: str = "streaming pipeline") -> PipelineStatus:
+    """Return the status reached, or raise an error naming the pipeline and its recent statuses."""
+    if result.verdict is Verdict.REACHED:
+        return PipelineStatus(result.status or "")
+    seen = " -> ".join(result.history) or "none"
+    name = f"{what} {result.pipeline_id} (project {result.project_id})"
+    if result.verdict is Verdict.FAILED:
+        text = (
+            f"{name} is {result.status} after {result.waited:.0f} s while waiting for "
+            f"{result.goal.describe()}; recent statuses: {seen}"
+        )
+    elif result.verdict is Verdict.TIMED_OUT:
+        text = (
+            f"{name} did not reach {result.goal.describe()} within {result.waited:.0f} s; it was left "
+            f"as it is, last status {result.status}; recent statuses: {seen}"
+        )
+    else:
+        text = (
+            f"could not read the status of {name} while waiting for {result.goal.describe()}: "
+            f"{result.message}; recent statuses: {seen}"
+        )
+        raise DpcApiError(text)
+    raise DpcPipelineStateError(text, pipeline_id=result.pipeline_id, statuses=result.history)

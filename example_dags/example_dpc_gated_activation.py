@@ -1,0 +1,84 @@
+"""Dependency-gated activation: start the pipeline only after upstream loads succeed, then gate consumers.
+
+Two ways to hold downstream work until the pipeline streams: a task downstream of a
+``DpcStreamingPipelineSensor`` in this DAG, and other DAGs scheduled on the asset that the sensor
+updates once the pipeline streams.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+try:
+    from airflow.sdk import DAG, Asset, task
+except ImportError:  # Airflow 2.11
+    from airflow import DAG
+    from airflow.datasets import Dataset as Asset
+    from airflow.decorators import task
+
+from airflow_provider_dpc.operators.streaming_pipeline import DpcStartStreamingPipelineOperator
+from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
+
+PROJECT_ID = os.environ.get("DPC_PROJECT_ID", "3dda0acf-e646-4f4b-b4f6-e00449b69427")
+DEFERRABLE = os.environ.get("DPC_DEFERRABLE", "false").lower() == "true"
+POLL_INTERVAL = float(os.environ.get("DPC_POLL_INTERVAL", "10"))
+
+STREAM = Asset("matillion-dpc://streaming-pipelines/my-streaming-pipeline")
+
+with DAG(
+    dag_id="example_dpc_gated_activation",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params={"pipeline_name": "my-streaming-pipeline"},
+    tags=["example", "matillion-dpc"],
+):
+
+    @task
+    def load_reference_data() -> None:
+        """An upstream load the stream depends on (stands for your own tasks)."""
+
+    @task
+    def check_source_ready() -> None:
+        """Another upstream check, e.g. that CDC is enabled on the source tables."""
+
+    start = DpcStartStreamingPipelineOperator(
+        task_id="start_pipeline",
+        project_id=PROJECT_ID,
+        pipeline_name="{{ params.pipeline_name }}",
+        wait_for_streaming=False,
+    )
+    gate = DpcStreamingPipelineSensor(
+        task_id="wait_until_streaming",
+        project_id=PROJECT_ID,
+        pipeline_name="{{ params.pipeline_name }}",
+        target_status="STREAMING",
+        failure_statuses=["NOT_RUNNING"],
+        grace_period=60,
+        deferrable=DEFERRABLE,
+        poke_interval=POLL_INTERVAL,
+        timeout=1800,
+        outlets=[STREAM],
+    )
+
+    @task
+    def consume() -> None:
+        """Work that needs the stream flowing."""
+
+    [load_reference_data(), check_source_ready()] >> start >> gate >> consume()
+
+
+with DAG(
+    dag_id="example_dpc_stream_consumer",
+    schedule=[STREAM],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["example", "matillion-dpc"],
+):
+
+    @task
+    def refresh_reports() -> None:
+        """Runs each time the pipeline has been seen streaming."""
+
+    refresh_reports()

@@ -1,0 +1,109 @@
+"""Shared fixtures: one DPC emulator process per test session, and clients and connections for it.
+
+Nothing here imports Airflow, so the emulator tests also run where Airflow is not installed.
+Connections reach Airflow through ``AIRFLOW_CONN_<ID>`` variables, which every Airflow version reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_dpc.emulator import EmulatorProcess
+
+# Airflow reads its configuration at import: point it at a throw-away home before any test imports it.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dpc-airflow-home-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).parent.parent / "example_dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME}/airflow.db",
+    }
+)
+
+GUIDE_FIXTURES = Path(__file__).parent / "fixtures" / "guide"
+# Short phases keep state-machine tests quick while leaving each status observable.
+PHASE_SECONDS = 0.3
+
+ConnEnv = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorProcess]:
+    """The session's emulator, with 0.3 s STARTING, SNAPSHOTTING and STOPPING phases."""
+    with EmulatorProcess(
+        starting_seconds=PHASE_SECONDS, snapshotting_seconds=PHASE_SECONDS, stopping_seconds=PHASE_SECONDS
+    ) as process:
+        yield process
+
+
+@pytest.fixture
+def fresh_emulator(emulator: EmulatorProcess) -> Iterator[EmulatorProcess]:
+    """The session's emulator reset to its startup state (no pipelines, tokens, faults; zero counters).
+
+    Reset again afterwards, so a test's faults or settings never leak into the next test.
+    """
+    emulator.reset()
+    yield emulator
+    emulator.reset()
+
+
+@pytest.fixture
+def api(fresh_emulator: EmulatorProcess) -> Iterator[httpx.Client]:
+    """A client for ``emulator.base_url`` (``.../dpc``) holding a valid bearer token.
+
+    It builds on ``fresh_emulator``, as a reset revokes tokens: the token must come after the reset.
+    """
+    headers = {"Authorization": f"Bearer {fresh_emulator.token()}"}
+    with httpx.Client(base_url=fresh_emulator.base_url, headers=headers, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+def guide() -> Callable[[str], Any]:
+    """Load one of the guide's JSON examples by file stem, e.g. ``guide("create_request")``."""
+
+    def load(name: str) -> Any:
+        return json.loads((GUIDE_FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+    return load
+
+
+@pytest.fixture
+def conn_env(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> ConnEnv:
+    """Define an Airflow connection to the emulator for this test; returns its conn id.
+
+    ``conn_env("name", password="wrong", extra={"account_id": "a"})`` overrides fields; ``extra``
+    is merged into the emulator's (which holds ``token_url``).
+    """
+
+    def define(conn_id: str, **overrides: Any) -> str:
+        fields = emulator.connection_fields()
+        extra = {**fields["extra"], **overrides.pop("extra", {})}
+        fields.update(overrides, extra=extra)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+        return conn_id
+
+    return define
+
+
+@pytest.fixture
+def dpc_conn(conn_env: ConnEnv) -> str:
+    """The id of an Airflow connection to the session's emulator."""
+    return conn_env("dpc_emulator")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache() -> None:
+    """Each test starts with no cached access token, so token-grant counts are its own."""
+    from airflow_provider_dpc.hooks._protocol import TOKENS
+
+    TOKENS.clear()

@@ -1,0 +1,289 @@
+"""DpcHook against the emulator over HTTP: every method, auth, retries and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_dpc.exceptions import (
+    DpcAuthenticationError,
+    DpcConflictError,
+    DpcNotFoundError,
+    DpcServerError,
+    DpcValidationError,
+)
+from airflow_provider_dpc.hooks._calls import _pipelines_path
+from airflow_provider_dpc.hooks._protocol import Call
+from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
+from airflow_provider_dpc.models import PipelineStatus, StreamingPipeline
+
+pytestmark = pytest.mark.airflow2
+
+GUIDE = Path(__file__).parent / "fixtures" / "guide"
+PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
+FAST = RetryPolicy(max_attempts=6, backoff_base=0.05, backoff_max=0.2, max_elapsed=30)
+
+
+def guide_body(name: str | None = None) -> dict[str, Any]:
+    body = json.loads((GUIDE / "create_request.json").read_text())
+    if name:
+        body["name"] = name
+    return body
+
+
+def grants(emulator: Any) -> int:
+    return int(emulator.stats()["token_grants"])
+
+
+def requests_to(emulator: Any, method: str, suffix: str) -> int:
+    return sum(
+        n for route, n in emulator.stats()["requests"].items() if route.startswith(method) and route.endswith(suffix)
+    )
+
+
+@pytest.fixture
+def hook(dpc_conn: str) -> DpcHook:
+    return DpcHook(dpc_conn, retry_policy=FAST)
+
+
+def wait_for(hook: DpcHook, pipeline_id: str, status: PipelineStatus, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while hook.get_status(PROJECT_ID, pipeline_id) is not status:
+        assert time.monotonic() < deadline, f"pipeline never reached {status}"
+        time.sleep(0.1)
+
+
+def test_test_connection_succeeds(hook: DpcHook) -> None:
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert "1 project(s)" in message
+
+
+def test_test_connection_fails_clearly_on_wrong_secret(emulator: Any, conn_env: Any) -> None:
+    conn_id = conn_env("wrong_secret", password="not-the-secret")
+    ok, message = DpcHook(conn_id, retry_policy=FAST).test_connection()
+    assert not ok
+    assert "refused the client credentials" in message
+    assert "wrong_secret" in message
+    assert "not-the-secret" not in message
+
+
+def test_connection_without_credentials_names_the_fields(conn_env: Any) -> None:
+    conn_id = conn_env("no_creds", login="", password="")
+    with pytest.raises(DpcValidationError, match="client id") as info:
+        DpcHook(conn_id).get_status(PROJECT_ID, str(uuid.uuid4()))
+    assert [e.field for e in info.value.errors] == ["login", "password"]
+
+
+def test_projects_and_environments_match_the_guide(hook: DpcHook) -> None:
+    guide_projects = json.loads((GUIDE / "projects_response.json").read_text())["results"]
+    assert [p.to_wire() for p in hook.list_projects()] == guide_projects
+    assert hook.find_project_by_name("Test-project").id == PROJECT_ID
+    assert hook.resolve_project_id(project_name="Test-project") == PROJECT_ID
+    with pytest.raises(DpcNotFoundError, match="no project named 'nope'"):
+        hook.find_project_by_name("nope")
+    environments = hook.list_environments(PROJECT_ID)
+    assert environments[0].default_agent_id == "2734aa6f-0c64-4d2b-9406-f44dc8f1f3b6"
+
+
+def test_pipeline_lifecycle(hook: DpcHook, fresh_emulator: Any) -> None:
+    created = hook.create_streaming_pipeline(PROJECT_ID, guide_body("lifecycle"))
+    assert isinstance(created, StreamingPipeline)
+    pipeline_id = created.streaming_pipeline_id
+    assert uuid.UUID(pipeline_id)
+    got = hook.get_streaming_pipeline(PROJECT_ID, pipeline_id)
+    assert got.definition().to_wire() == guide_body("lifecycle")
+    assert hook.find_streaming_pipeline_by_name(PROJECT_ID, "lifecycle").streaming_pipeline_id == pipeline_id
+    assert hook.find_streaming_pipeline_by_name(PROJECT_ID, "absent") is None
+
+    changed = guide_body("lifecycle")
+    changed["advancedProperties"]["max.batch.size"] = 1000
+    updated = hook.update_streaming_pipeline(PROJECT_ID, pipeline_id, changed)
+    assert updated.to_wire()["advancedProperties"] == {"max.batch.size": "1000"}
+
+    assert hook.get_status(PROJECT_ID, pipeline_id) is PipelineStatus.NOT_RUNNING
+    hook.send_command(PROJECT_ID, pipeline_id, "start")
+    assert hook.get_status(PROJECT_ID, pipeline_id) in (PipelineStatus.STARTING, PipelineStatus.SNAPSHOTTING)
+    wait_for(hook, pipeline_id, PipelineStatus.STREAMING)
+    hook.send_command(PROJECT_ID, pipeline_id, "STOP")
+    wait_for(hook, pipeline_id, PipelineStatus.NOT_RUNNING)
+
+    assert hook.delete_streaming_pipeline(PROJECT_ID, pipeline_id) is True
+    with pytest.raises(DpcNotFoundError, match=r"404 .* on GET /v1/projects/.*/streaming-pipelines/"):
+        hook.get_streaming_pipeline(PROJECT_ID, pipeline_id)
+    assert hook.delete_streaming_pipeline(PROJECT_ID, pipeline_id, missing_ok=True) is False
+
+
+def test_listing_walks_every_page(hook: DpcHook, fresh_emulator: Any) -> None:
+    ids = {hook.create_streaming_pipeline(PROJECT_ID, guide_body(f"p{i}")).streaming_pipeline_id for i in range(7)}
+    listed = list(hook.iter_streaming_pipelines(PROJECT_ID, page_size=3))
+    assert {p.streaming_pipeline_id for p in listed} == ids
+    assert requests_to(fresh_emulator, "GET", "/streaming-pipelines") == 3
+
+
+def test_duplicate_names_are_reported_with_their_ids(hook: DpcHook, fresh_emulator: Any) -> None:
+    api = hook.run  # bypass the create's own look-up to make a duplicate on purpose
+    for _ in range(2):
+        api(Call("POST", _pipelines_path(PROJECT_ID), StreamingPipeline.model_validate, json=guide_body("twin")))
+    with pytest.raises(DpcConflictError, match="2 of streaming pipeline named 'twin' exist"):
+        hook.find_streaming_pipeline_by_name(PROJECT_ID, "twin")
+
+
+def test_lower_case_statuses_parse(hook: DpcHook, fresh_emulator: Any) -> None:
+    pipeline_id = hook.create_streaming_pipeline(PROJECT_ID, guide_body("lower")).streaming_pipeline_id
+    fresh_emulator.configure(status_case="lower")
+    hook.send_command(PROJECT_ID, pipeline_id, "start")
+    assert hook.get_status(PROJECT_ID, pipeline_id) in (PipelineStatus.STARTING, PipelineStatus.SNAPSHOTTING)
+    wait_for(hook, pipeline_id, PipelineStatus.STREAMING)
+
+
+def test_invalid_definition_is_rejected_before_any_request(hook: DpcHook, fresh_emulator: Any) -> None:
+    body = guide_body()
+    del body["streamingSource"]["connection"]["username"]
+    del body["streamingTarget"]["connection"]["authentication"]
+    with pytest.raises(DpcValidationError) as info:
+        hook.create_streaming_pipeline(PROJECT_ID, body)
+    assert info.value.errors == [
+        ("streamingTarget.connection.authentication", "must not be null"),
+        ("streamingSource.connection.username", "must not be empty"),
+    ]
+    assert requests_to(fresh_emulator, "POST", "/streaming-pipelines") == 0
+
+
+@pytest.mark.parametrize("style", ["validation-errors", "violations"])
+def test_api_validation_errors_in_both_shapes(hook: DpcHook, fresh_emulator: Any, style: str) -> None:
+    fresh_emulator.configure(error_style=style)
+    body = guide_body()
+    del body["streamingSource"]["connection"]["username"]
+    del body["streamingTarget"]["connection"]["authentication"]
+    call = Call("POST", _pipelines_path(PROJECT_ID), StreamingPipeline.model_validate, json=body, idempotent=False)
+    with pytest.raises(DpcValidationError) as info:
+        hook.run(call)
+    assert info.value.status_code == 400
+    assert info.value.errors == [
+        ("streamingTarget.connection.authentication", "must not be null"),
+        ("streamingSource.connection.username", "must not be empty"),
+    ]
+    assert str(info.value) == (
+        f"400 Bad Request on POST /v1/projects/{PROJECT_ID}/streaming-pipelines: "
+        "streamingTarget.connection.authentication: must not be null; "
+        "streamingSource.connection.username: must not be empty"
+    )
+
+
+def test_path_like_ids_never_reach_the_api(hook: DpcHook, fresh_emulator: Any) -> None:
+    before = sum(fresh_emulator.stats()["requests"].values())
+    for bad in ("../../projects", "x/../y", "", "3dda0acf"):
+        with pytest.raises(DpcValidationError, match="pipeline_id must be a UUID"):
+            hook.get_status(PROJECT_ID, bad)
+    with pytest.raises(DpcValidationError, match="command must be START or STOP"):
+        hook.send_command(PROJECT_ID, str(uuid.uuid4()), "restart")
+    assert sum(fresh_emulator.stats()["requests"].values()) == before
+
+
+def test_rate_limit_waits_for_retry_after(hook: DpcHook, fresh_emulator: Any) -> None:
+    fresh_emulator.set_faults(rate_limit={"count": 2, "retry_after": 1})
+    started = time.monotonic()
+    assert hook.list_projects()
+    assert time.monotonic() - started >= 2.0  # two 429s, each asking for one second
+    assert fresh_emulator.stats()["faults_injected"]["rate_limit"] == 2
+
+
+def test_rate_limit_beyond_the_budget_fails_clearly(dpc_conn: str, fresh_emulator: Any) -> None:
+    fresh_emulator.set_faults(rate_limit={"count": 10, "retry_after": 0})
+    hook = DpcHook(dpc_conn, retry_policy=RetryPolicy(max_attempts=3, backoff_base=0.01))
+    with pytest.raises(Exception, match=r"^429 .* on GET /v1/projects"):
+        hook.list_projects()
+
+
+def test_server_error_burst_is_ridden_out(hook: DpcHook, fresh_emulator: Any) -> None:
+    fresh_emulator.set_faults(server_errors={"count": 3, "status": 503})
+    assert hook.list_projects()
+    assert fresh_emulator.stats()["faults_injected"]["server_errors"] == 3
+
+
+def test_server_errors_beyond_the_budget_raise_server_error(dpc_conn: str, fresh_emulator: Any) -> None:
+    fresh_emulator.set_faults(server_errors={"count": 10, "status": 502})
+    hook = DpcHook(dpc_conn, retry_policy=RetryPolicy(max_attempts=2, backoff_base=0.01))
+    with pytest.raises(DpcServerError, match=r"^502 Bad Gateway on GET /v1/projects"):
+        hook.list_projects()
+
+
+def test_dropped_connection_is_retried(hook: DpcHook, fresh_emulator: Any) -> None:
+    fresh_emulator.set_faults(drop_connections={"count": 2})
+    assert hook.list_projects()
+
+
+def test_create_after_a_dropped_response_makes_no_duplicate(hook: DpcHook, fresh_emulator: Any) -> None:
+    hook.list_projects()  # token first, so the drop hits the POST
+    fresh_emulator.set_faults(drop_connections={"count": 1})
+    created = hook.create_streaming_pipeline(PROJECT_ID, guide_body("once"))
+    assert [p.streaming_pipeline_id for p in hook.list_streaming_pipelines(PROJECT_ID)] == [
+        created.streaming_pipeline_id
+    ]
+
+
+def test_expired_token_forces_one_refresh(hook: DpcHook, fresh_emulator: Any) -> None:
+    hook.list_projects()
+    assert grants(fresh_emulator) == 1
+    fresh_emulator.set_faults(expire_tokens=True)
+    assert hook.list_projects()
+    assert grants(fresh_emulator) == 2
+
+
+def test_one_token_serves_fifty_calls_through_five_hooks(dpc_conn: str, fresh_emulator: Any) -> None:
+    hooks = [DpcHook(dpc_conn, retry_policy=FAST) for _ in range(5)]
+    for _ in range(10):
+        for h in hooks:
+            h.list_projects()
+    assert grants(fresh_emulator) == 1
+    assert requests_to(fresh_emulator, "GET", "/v1/projects") == 50
+
+
+def test_async_status_shares_the_token(hook: DpcHook, fresh_emulator: Any) -> None:
+    pipeline_id = hook.create_streaming_pipeline(PROJECT_ID, guide_body("async")).streaming_pipeline_id
+
+    async def read() -> list[PipelineStatus]:
+        async with DpcHook(hook.dpc_conn_id, retry_policy=FAST) as async_hook:
+            return await asyncio.gather(*(async_hook.aget_status(PROJECT_ID, pipeline_id) for _ in range(20)))
+
+    assert asyncio.run(read()) == [PipelineStatus.NOT_RUNNING] * 20
+    assert grants(fresh_emulator) == 1
+
+
+def test_async_methods_need_the_context_manager(hook: DpcHook) -> None:
+    with pytest.raises(RuntimeError, match="async with hook"):
+        asyncio.run(hook.aget_status(PROJECT_ID, str(uuid.uuid4())))
+
+
+def test_static_token_mode(emulator: Any, conn_env: Any, fresh_emulator: Any) -> None:
+    token = emulator.token()
+    conn_id = conn_env("static", login="", password="", extra={"token": token})
+    assert DpcHook(conn_id, retry_policy=FAST).list_projects()
+    bad = conn_env("static_bad", login="", password="", extra={"token": "expired-token"})
+    with pytest.raises(DpcAuthenticationError, match="401") as info:
+        DpcHook(bad, retry_policy=FAST).list_projects()
+    assert "expired-token" not in str(info.value)
+
+
+def test_account_id_and_user_agent_are_sent(conn_env: Any, fresh_emulator: Any) -> None:
+    conn_id = conn_env("with_account", extra={"account_id": "acc-1"})
+    client = DpcHook(conn_id).get_conn()
+    assert client.headers["account-id"] == "acc-1"
+    assert client.headers["User-Agent"].startswith("airflow-provider-dpc/")
+
+
+def test_guide_definition_round_trips_unknown_fields() -> None:
+    body = guide_body()
+    body["futureField"] = {"kept": True}
+    body["streamingTarget"]["futureTargetSetting"] = 3
+    from airflow_provider_dpc.models import validate_definition
+
+    assert validate_definition(copy.deepcopy(body)).to_wire() == body

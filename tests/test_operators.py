@@ -1,0 +1,318 @@
+"""Operators, sensor and trigger against the emulator over HTTP, polling and deferred.
+
+Deferred paths run the real trigger in an event loop and hand its event to ``execute_complete``,
+as the triggerer would; whole DAGs under Airflow are in ``test_example_dags.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_dpc.exceptions import (
+    DpcConflictError,
+    DpcNotFoundError,
+    DpcPipelineStateError,
+    DpcValidationError,
+)
+from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
+from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL
+from airflow_provider_dpc.models import PipelineStatus
+from airflow_provider_dpc.operators.streaming_pipeline import (
+    DpcCreateStreamingPipelineOperator,
+    DpcDeleteStreamingPipelineOperator,
+    DpcStartStreamingPipelineOperator,
+    DpcStopStreamingPipelineOperator,
+)
+from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
+from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+
+try:
+    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+except ImportError:  # Airflow 2.11
+    from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.airflow2
+
+GUIDE = Path(__file__).parent / "fixtures" / "guide"
+PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
+FAST = {"max_attempts": 5, "backoff_base": 0.05, "backoff_max": 0.2, "max_elapsed": 20}
+
+
+class RecordingTI:
+    """Stands in for the task instance: records XCom pushes."""
+
+    def __init__(self, try_number: int = 1) -> None:
+        self.try_number = try_number
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def guide_body(name: str) -> dict[str, Any]:
+    body = json.loads((GUIDE / "create_request.json").read_text())
+    body["name"] = name
+    return body
+
+
+def run(operator: Any, ti: RecordingTI | None = None) -> Any:
+    """Execute like a worker would, following a deferral through the real trigger."""
+    context = {"ti": ti or RecordingTI()}
+    try:
+        return operator.execute(context)
+    except TaskDeferred as deferred:
+        trigger = deferred.trigger
+        kwargs = trigger.serialize()[1]
+        assert DpcStreamingPipelineTrigger(**kwargs).serialize() == trigger.serialize()
+        event = asyncio.run(_first_event(DpcStreamingPipelineTrigger(**kwargs)))
+        return getattr(operator, deferred.method_name)(context, event.payload)
+
+
+async def _first_event(trigger: DpcStreamingPipelineTrigger) -> Any:
+    async for event in trigger.run():
+        return event
+    raise AssertionError("the trigger yielded no event")
+
+
+@pytest.fixture(autouse=True)
+def default_conn(conn_env: Any) -> str:
+    """The operators' default connection, ``matillion_dpc_default``, points at the emulator."""
+    return conn_env("matillion_dpc_default")
+
+
+@pytest.fixture
+def hook(default_conn: str) -> DpcHook:
+    return DpcHook(default_conn, retry_policy=FAST)
+
+
+@pytest.fixture
+def pipeline(hook: DpcHook, fresh_emulator: Any) -> str:
+    return hook.create_streaming_pipeline(PROJECT_ID, guide_body("ops")).streaming_pipeline_id
+
+
+def common(**kwargs: Any) -> dict[str, Any]:
+    return {"project_id": PROJECT_ID, "poll_interval": 0.1, "dpc_retry_policy": FAST, **kwargs}
+
+
+def test_create_returns_the_id_and_pushes_it_with_the_link(hook: DpcHook, fresh_emulator: Any) -> None:
+    ti = RecordingTI()
+    op = DpcCreateStreamingPipelineOperator(task_id="c", definition=guide_body("new"), **common())
+    pipeline_id = run(op, ti)
+    assert hook.get_streaming_pipeline(PROJECT_ID, pipeline_id).name == "new"
+    assert ti.xcom["pipeline_id"] == pipeline_id
+    assert ti.xcom[XCOM_PIPELINE_URL].endswith(f"/projects/{PROJECT_ID}/streaming/pipelines/{pipeline_id}")
+
+
+def test_create_from_a_json_file(hook: DpcHook, fresh_emulator: Any, tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(guide_body("from-file")))
+    pipeline_id = run(DpcCreateStreamingPipelineOperator(task_id="c", definition=str(path), **common()))
+    assert hook.get_streaming_pipeline(PROJECT_ID, pipeline_id).name == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("if_exists", "outcome"), [("fail", DpcConflictError), ("reuse", "same"), ("update", "updated")]
+)
+def test_create_if_exists(hook: DpcHook, fresh_emulator: Any, if_exists: str, outcome: Any) -> None:
+    first = hook.create_streaming_pipeline(PROJECT_ID, guide_body("dup")).streaming_pipeline_id
+    changed = guide_body("dup")
+    changed["advancedProperties"] = {"max.batch.size": "5"}
+    op = DpcCreateStreamingPipelineOperator(task_id="c", definition=changed, if_exists=if_exists, **common())
+    if outcome is DpcConflictError:
+        with pytest.raises(DpcConflictError, match=f"named 'dup' already exists .*{first}"):
+            run(op)
+    else:
+        assert run(op) == first
+        batch = hook.get_streaming_pipeline(PROJECT_ID, first).to_wire()["advancedProperties"]["max.batch.size"]
+        assert batch == ("5" if outcome == "updated" else "40000")
+    assert len(hook.list_streaming_pipelines(PROJECT_ID)) == 1
+
+
+def test_create_retry_after_a_crash_reuses_its_own_pipeline(hook: DpcHook, fresh_emulator: Any) -> None:
+    first = hook.create_streaming_pipeline(PROJECT_ID, guide_body("crash")).streaming_pipeline_id
+    op = DpcCreateStreamingPipelineOperator(task_id="c", definition=guide_body("crash"), **common())
+    assert run(op, RecordingTI(try_number=2)) == first
+    assert len(hook.list_streaming_pipelines(PROJECT_ID)) == 1
+
+
+def test_create_rejects_a_bad_definition_naming_fields(fresh_emulator: Any) -> None:
+    body = guide_body("bad")
+    del body["streamingSource"]["connection"]["username"]
+    op = DpcCreateStreamingPipelineOperator(task_id="c", definition=body, **common())
+    with pytest.raises(DpcValidationError, match=r"streamingSource\.connection\.username: must not be empty"):
+        run(op)
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_start_waits_until_streaming_then_stop(hook: DpcHook, pipeline: str, deferrable: bool) -> None:
+    ti = RecordingTI()
+    start = DpcStartStreamingPipelineOperator(task_id="s", pipeline_id=pipeline, deferrable=deferrable, **common())
+    assert run(start, ti) == pipeline
+    assert ti.xcom["pipeline_id"] == pipeline
+    assert hook.get_status(PROJECT_ID, pipeline) is PipelineStatus.STREAMING
+    stop = DpcStopStreamingPipelineOperator(task_id="t", pipeline_id=pipeline, deferrable=deferrable, **common())
+    assert run(stop) == pipeline
+    assert hook.get_status(PROJECT_ID, pipeline) is PipelineStatus.NOT_RUNNING
+
+
+def test_start_is_idempotent_and_reattaches(hook: DpcHook, pipeline: str, fresh_emulator: Any) -> None:
+    hook.send_command(PROJECT_ID, pipeline, "START")
+    start = DpcStartStreamingPipelineOperator(task_id="s", pipeline_id=pipeline, **common())
+    run(start)  # it was STARTING: only waits
+    run(start)  # it is STREAMING: nothing to do
+    commands = fresh_emulator.stats()["requests"]
+    assert sum(n for route, n in commands.items() if route.endswith("/commands")) == 1
+
+
+def test_start_by_names(hook: DpcHook, pipeline: str) -> None:
+    start = DpcStartStreamingPipelineOperator(
+        task_id="s",
+        project_id=None,
+        project_name="Test-project",
+        pipeline_name="ops",
+        poll_interval=0.1,
+        dpc_retry_policy=FAST,
+    )
+    assert run(start) == pipeline
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_start_failure_names_the_pipeline_and_statuses(pipeline: str, fresh_emulator: Any, deferrable: bool) -> None:
+    fresh_emulator.fail_start(pipeline)
+    start = DpcStartStreamingPipelineOperator(
+        task_id="s", pipeline_id=pipeline, deferrable=deferrable, grace_period=0, **common()
+    )
+    with pytest.raises(DpcPipelineStateError) as info:
+        run(start)
+    message = str(info.value)
+    assert pipeline in message
+    assert "NOT_RUNNING" in message
+    assert "STARTING -> NOT_RUNNING" in message
+    assert info.value.statuses[-1] == "NOT_RUNNING"
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_start_timeout_fails_and_leaves_the_pipeline_starting(
+    hook: DpcHook, pipeline: str, fresh_emulator: Any, deferrable: bool
+) -> None:
+    fresh_emulator.configure(starting_seconds=30)
+    start = DpcStartStreamingPipelineOperator(
+        task_id="s", pipeline_id=pipeline, deferrable=deferrable, timeout=1.0, **common()
+    )
+    started = time.monotonic()
+    with pytest.raises(DpcPipelineStateError, match=r"did not reach STREAMING within 1 s; it was left as it is"):
+        run(start)
+    assert time.monotonic() - started < 10
+    assert hook.get_status(PROJECT_ID, pipeline) is PipelineStatus.STARTING
+
+
+def test_stop_when_already_stopped_sends_nothing(pipeline: str, fresh_emulator: Any) -> None:
+    run(DpcStopStreamingPipelineOperator(task_id="t", pipeline_id=pipeline, **common()))
+    assert not any(route.endswith("/commands") for route in fresh_emulator.stats()["requests"])
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_delete_stops_a_running_pipeline_first(hook: DpcHook, pipeline: str, deferrable: bool) -> None:
+    run(DpcStartStreamingPipelineOperator(task_id="s", pipeline_id=pipeline, **common()))
+    run(DpcDeleteStreamingPipelineOperator(task_id="d", pipeline_id=pipeline, deferrable=deferrable, **common()))
+    assert hook.list_streaming_pipelines(PROJECT_ID) == []
+
+
+def test_delete_refuses_a_running_pipeline_without_stop_if_running(hook: DpcHook, pipeline: str) -> None:
+    hook.send_command(PROJECT_ID, pipeline, "START")
+    op = DpcDeleteStreamingPipelineOperator(task_id="d", pipeline_id=pipeline, stop_if_running=False, **common())
+    with pytest.raises(DpcConflictError, match="stop it first"):
+        run(op)
+
+
+def test_delete_missing(fresh_emulator: Any) -> None:
+    missing = "00000000-0000-4000-8000-000000000000"
+    run(DpcDeleteStreamingPipelineOperator(task_id="d", pipeline_id=missing, missing_ok=True, **common()))
+    with pytest.raises(DpcNotFoundError):
+        run(DpcDeleteStreamingPipelineOperator(task_id="d", pipeline_id=missing, **common()))
+
+
+def sensor(pipeline: str, **kwargs: Any) -> DpcStreamingPipelineSensor:
+    options = {"poke_interval": 0.1, "timeout": 20, "dpc_retry_policy": FAST, **kwargs}
+    return DpcStreamingPipelineSensor(task_id="w", project_id=PROJECT_ID, pipeline_id=pipeline, **options)
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_sensor_waits_for_streaming(hook: DpcHook, pipeline: str, deferrable: bool) -> None:
+    hook.send_command(PROJECT_ID, pipeline, "start")
+    run(sensor(pipeline, deferrable=deferrable, target_status="streaming"))
+    assert hook.get_status(PROJECT_ID, pipeline) is PipelineStatus.STREAMING
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_sensor_fails_when_the_pipeline_dies(
+    hook: DpcHook, pipeline: str, fresh_emulator: Any, deferrable: bool
+) -> None:
+    hook.send_command(PROJECT_ID, pipeline, "start")
+    fresh_emulator.fail_start(pipeline)
+    with pytest.raises(DpcPipelineStateError, match=f"{pipeline} .* is NOT_RUNNING"):
+        run(sensor(pipeline, deferrable=deferrable))
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_sensor_soft_fail_skips(pipeline: str, deferrable: bool) -> None:
+    with pytest.raises(AirflowSkipException, match="NOT_RUNNING"):
+        run(sensor(pipeline, deferrable=deferrable, soft_fail=True))
+
+
+def test_deferred_sensor_times_out_in_the_trigger(hook: DpcHook, pipeline: str, fresh_emulator: Any) -> None:
+    fresh_emulator.configure(starting_seconds=30)
+    hook.send_command(PROJECT_ID, pipeline, "start")
+    with pytest.raises(AirflowSensorTimeout, match="did not reach STREAMING"):
+        run(sensor(pipeline, deferrable=True, timeout=1))
+
+
+def test_sensor_rejects_overlapping_statuses() -> None:
+    with pytest.raises(ValueError, match="both target and failure"):
+        sensor("00000000-0000-4000-8000-000000000000", target_status="STREAMING", failure_statuses=["streaming"])
+
+
+def test_trigger_kwargs_hold_no_secret(pipeline: str, emulator: Any) -> None:
+    start = DpcStartStreamingPipelineOperator(task_id="s", pipeline_id=pipeline, deferrable=True, **common())
+    with pytest.raises(TaskDeferred) as info:
+        start.execute({"ti": RecordingTI()})
+    text = json.dumps(info.value.trigger.serialize())
+    assert emulator.client_secret not in text
+    assert "token" not in text.lower()
+
+
+def test_trigger_reports_api_errors_as_an_event(fresh_emulator: Any, default_conn: str) -> None:
+    trigger = DpcStreamingPipelineTrigger(
+        dpc_conn_id=default_conn,
+        project_id=PROJECT_ID,
+        pipeline_id="00000000-0000-4000-8000-000000000000",
+        goal={"target": ["STREAMING"]},
+        poll_interval=0.1,
+        started_at=time.time(),
+        retry_policy=FAST,
+    )
+    event = asyncio.run(_first_event(trigger)).payload
+    assert event["verdict"] == "error"
+    assert "404" in event["message"]
+
+
+def test_operator_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="project_id or project_name"):
+        DpcStartStreamingPipelineOperator(task_id="s", pipeline_id="x")
+    with pytest.raises(ValueError, match="if_exists"):
+        DpcCreateStreamingPipelineOperator(task_id="c", project_id=PROJECT_ID, definition={}, if_exists="merge")
+    with pytest.raises(ValueError, match="unknown retry_policy keys"):
+        DpcStartStreamingPipelineOperator(task_id="s", project_id=PROJECT_ID, dpc_retry_policy={"tries": 3})
+    with pytest.raises(ValueError, match="poll_interval"):
+        DpcStartStreamingPipelineOperator(task_id="s", project_id=PROJECT_ID, poll_interval=0)
+
+
+def test_retry_policy_round_trips() -> None:
+    policy = RetryPolicy(max_attempts=3, backoff_base=0.5)
+    assert RetryPolicy.coerce(policy.to_dict()) == policy
