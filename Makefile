@@ -48,3 +48,6 @@ test: lint typecheck test-airflow3 test-airflow2
 
 clean:
 	rm -rf $(VENV) $(VENV2) .pytest_cache .mypy_cache .ruff_cache
+
+# Further targets (benchmarks, reliability runs) live beside this file, one topic a file.
+-include mk/*.mk

@@ -96,7 +96,10 @@ class ConnectionSettings:
 
     @classmethod
     def from_connection(cls, conn: Any) -> ConnectionSettings:
-        extra: dict[str, Any] = conn.extra_dejson or {}
+        # Airflow 2's form may store extras as ``extra__matillion_dpc__<name>``.
+        extra: dict[str, Any] = {
+            key.removeprefix("extra__matillion_dpc__"): value for key, value in (conn.extra_dejson or {}).items()
+        }
         conn_id = conn.conn_id
         region = str(extra.get("region") or DEFAULT_REGION).strip()
         host = (conn.host or "").strip() or f"https://{region}.api.matillion.com/dpc"
