@@ -28,7 +28,7 @@ install: $(VENV)/.installed
 install-airflow2: $(VENV2)/.installed
 
 demo: install
-	$(VENV)/bin/python -m airflow_provider_dpc.demo
+	$(VENV)/bin/python scripts/demo.py
 
 lint: install
 	$(VENV)/bin/ruff check .

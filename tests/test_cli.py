@@ -1,0 +1,56 @@
+"""Airflow's own CLI sees the provider and tests its connection against the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.airflow2
+
+
+def airflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", *args],
+        env={**os.environ, "AIRFLOW__CORE__TEST_CONNECTION": "Enabled", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_providers_list_shows_the_provider() -> None:
+    listed = airflow("providers", "list", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    packages = {p["package_name"]: p for p in json.loads(listed.stdout)}
+    assert "airflow-provider-dpc" in packages
+
+
+def test_providers_hooks_and_links_show_the_connection_type_and_link() -> None:
+    hooks = airflow("providers", "hooks", "--output", "json")
+    assert any(h.get("connection_type") == "matillion_dpc" for h in json.loads(hooks.stdout)), hooks.stdout
+    links = airflow("providers", "links", "--output", "json")
+    assert "airflow_provider_dpc.links.dpc.DpcStreamingPipelineLink" in links.stdout
+
+
+def test_connections_test_succeeds_and_fails_clearly(emulator: Any) -> None:
+    good = airflow("connections", "test", "matillion_dpc_default", env=emulator.airflow_env())
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "Connection success!" in good.stdout
+
+    fields = emulator.connection_fields()
+    fields["password"] = "wrong-secret-value"
+    bad = airflow(
+        "connections",
+        "test",
+        "matillion_dpc_default",
+        env={"AIRFLOW_CONN_MATILLION_DPC_DEFAULT": json.dumps(fields)},
+    )
+    output = bad.stdout + bad.stderr
+    assert "Connection failed!" in output
+    assert "refused the client credentials" in output
+    assert "wrong-secret-value" not in output
