@@ -6,7 +6,6 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -14,17 +13,17 @@ from pydantic import BaseModel
 from airflow_provider_dpc._compat import BaseOperator, Context, conf
 from airflow_provider_dpc.exceptions import DpcConflictError, DpcNotFoundError, DpcValidationError
 from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
+from airflow_provider_dpc.lineage import DefinitionLineageMixin, FetchedPipelineLineageMixin
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL, DpcStreamingPipelineLink, pipeline_url
 from airflow_provider_dpc.models import (
     FieldError,
     PipelineCommand,
     PipelineStatus,
     StreamingPipelineDefinition,
-    check_uuid,
     validate_definition,
 )
+from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.status import StatusGoal, StatusWatch, WaitResult, conclude
-from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 
 __all__ = [
     "DpcCreateStreamingPipelineOperator",
@@ -37,10 +36,10 @@ XCOM_PIPELINE_ID = "pipeline_id"
 RUNNING = (PipelineStatus.STARTING, PipelineStatus.SNAPSHOTTING, PipelineStatus.STREAMING)
 
 
-class _DpcOperator(BaseOperator):
+class _DpcOperator(PipelineTaskMixin, BaseOperator):
     """What every DPC operator shares: the connection, project and pipeline resolution, waiting."""
 
-    template_fields: Sequence[str] = ("project_id", "project_name", "pipeline_id", "pipeline_name")
+    template_fields: Sequence[str] = PIPELINE_FIELDS
     operator_extra_links = (DpcStreamingPipelineLink(),)
     ui_color = "#e0f2ef"
 
@@ -59,37 +58,14 @@ class _DpcOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not (project_id or project_name):
-            raise ValueError(f"{type(self).__name__} {self.task_id!r}: give project_id or project_name")
+        self._bind_pipeline(dpc_conn_id, project_id, project_name, pipeline_id, pipeline_name, dpc_retry_policy)
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive or None, got {timeout}")
-        self.dpc_conn_id = dpc_conn_id
-        self.project_id = project_id
-        self.project_name = project_name
-        self.pipeline_id = pipeline_id
-        self.pipeline_name = pipeline_name
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout
-        self.dpc_retry_policy = RetryPolicy.coerce(dpc_retry_policy)
-
-    @cached_property
-    def hook(self) -> DpcHook:
-        return DpcHook(self.dpc_conn_id, retry_policy=self.dpc_retry_policy)
-
-    def _project(self) -> str:
-        return check_uuid(self.hook.resolve_project_id(self.project_id, self.project_name), "project_id")
-
-    def _pipeline(self, project_id: str) -> str:
-        if not (self.pipeline_id or self.pipeline_name):
-            raise DpcValidationError(
-                f"{self.task_id}: give pipeline_id or pipeline_name",
-                errors=[FieldError("pipeline_id", "must not be empty")],
-            )
-        pipeline_id = self.hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name)
-        return check_uuid(pipeline_id, "pipeline_id")
 
     def _announce(self, context: Context, project_id: str, pipeline_id: str) -> None:
         """Push the pipeline id and its link first, so a failure later still leaves them in XCom."""
@@ -100,22 +76,10 @@ class _DpcOperator(BaseOperator):
     def _wait(self, context: Context, project_id: str, pipeline_id: str, goal: StatusGoal, started_at: float) -> Any:
         """Wait for ``goal`` by polling here or in the triggerer, then call :meth:`after_wait`."""
         deadline = None if self.timeout is None else started_at + self.timeout
+        watch = StatusWatch(goal, project_id, pipeline_id, started_at=started_at, deadline=deadline)
         if self.deferrable:
             # The trigger enforces the deadline and reports back, so execute_complete always runs.
-            self.defer(
-                trigger=DpcStreamingPipelineTrigger(
-                    dpc_conn_id=self.dpc_conn_id,
-                    project_id=project_id,
-                    pipeline_id=pipeline_id,
-                    goal=goal.to_dict(),
-                    poll_interval=self.poll_interval,
-                    started_at=started_at,
-                    deadline=deadline,
-                    retry_policy=self.dpc_retry_policy.to_dict(),
-                ),
-                method_name="execute_complete",
-            )
-        watch = StatusWatch(goal, project_id, pipeline_id, started_at=started_at, deadline=deadline)
+            self.defer(trigger=self.status_trigger(watch, self.poll_interval), method_name="execute_complete")
         while True:
             now = time.time()
             result = watch.observe(self.hook.get_status(project_id, pipeline_id), now)
@@ -136,7 +100,7 @@ class _DpcOperator(BaseOperator):
         return pipeline_id
 
 
-class DpcCreateStreamingPipelineOperator(_DpcOperator):
+class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
     """Create a streaming pipeline, or reuse or update the one of the same name.
 
     The definition is validated locally before any call. The project is searched for a pipeline of
@@ -167,7 +131,7 @@ class DpcCreateStreamingPipelineOperator(_DpcOperator):
 
     def execute(self, context: Context) -> str:
         definition = validate_definition(_load_definition(self.definition))
-        project_id = self._project()
+        project_id = self.resolve_project()
         existing = self.hook.find_streaming_pipeline_by_name(project_id, definition.name)
         if existing is None:
             pipeline = self.hook.create_streaming_pipeline(project_id, definition)
@@ -196,7 +160,7 @@ class DpcCreateStreamingPipelineOperator(_DpcOperator):
         return int(getattr(context["ti"], "try_number", 1) or 1) > 1 and existing.to_wire() == wanted.to_wire()
 
 
-class DpcStartStreamingPipelineOperator(_DpcOperator):
+class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperator):
     """Start a streaming pipeline and wait until it is really STREAMING.
 
     Idempotent: a STREAMING pipeline is left alone, a STARTING or SNAPSHOTTING one is only waited
@@ -215,8 +179,8 @@ class DpcStartStreamingPipelineOperator(_DpcOperator):
         self.grace_period = grace_period
 
     def execute(self, context: Context) -> Any:
-        project_id = self._project()
-        pipeline_id = self._pipeline(project_id)
+        project_id = self.resolve_project()
+        pipeline_id = self.resolve_pipeline(project_id)
         self._announce(context, project_id, pipeline_id)
         status = self.hook.get_status(project_id, pipeline_id)
         if status is PipelineStatus.STREAMING:
@@ -258,8 +222,8 @@ class DpcStopStreamingPipelineOperator(_DpcOperator):
         self.wait_for_stopped = wait_for_stopped
 
     def execute(self, context: Context) -> Any:
-        project_id = self._project()
-        pipeline_id = self._pipeline(project_id)
+        project_id = self.resolve_project()
+        pipeline_id = self.resolve_pipeline(project_id)
         self._announce(context, project_id, pipeline_id)
         if not self._stop(project_id, pipeline_id) or not self.wait_for_stopped:
             return pipeline_id
@@ -291,9 +255,9 @@ class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
         self.missing_ok = missing_ok
 
     def execute(self, context: Context) -> Any:
-        project_id = self._project()
+        project_id = self.resolve_project()
         try:
-            pipeline_id = self._pipeline(project_id)
+            pipeline_id = self.resolve_pipeline(project_id)
             status = self.hook.get_status(project_id, pipeline_id)
         except DpcNotFoundError:
             if not self.missing_ok:

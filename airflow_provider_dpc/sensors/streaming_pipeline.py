@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 
 from airflow_provider_dpc._compat import AirflowSkipException, BaseSensorOperator, Context, conf
 from airflow_provider_dpc.exceptions import DpcError, DpcPipelineStateError
 from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
-from airflow_provider_dpc.models import PipelineStatus, check_uuid
+from airflow_provider_dpc.models import PipelineStatus
+from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.status import StatusGoal, StatusWatch, Verdict, WaitResult, conclude
-from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 
 try:
     from airflow.sdk.exceptions import AirflowSensorTimeout
@@ -21,7 +20,7 @@ except ImportError:  # Airflow 2.11
     from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef,attr-defined,unused-ignore]
 
 
-class DpcStreamingPipelineSensor(BaseSensorOperator):
+class DpcStreamingPipelineSensor(PipelineTaskMixin, BaseSensorOperator):
     """Wait until a streaming pipeline is in ``target_status`` (STREAMING by default).
 
     Statuses are compared case-insensitively. A pipeline found in one of ``failure_statuses``
@@ -34,14 +33,7 @@ class DpcStreamingPipelineSensor(BaseSensorOperator):
         waited through, for a pipeline that was just sent START.
     """
 
-    template_fields: Sequence[str] = (
-        "project_id",
-        "project_name",
-        "pipeline_id",
-        "pipeline_name",
-        "target_status",
-        "failure_statuses",
-    )
+    template_fields: Sequence[str] = (*PIPELINE_FIELDS, "target_status", "failure_statuses")
     ui_color = "#e0f2ef"
 
     def __init__(
@@ -60,54 +52,32 @@ class DpcStreamingPipelineSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not (project_id or project_name) or not (pipeline_id or pipeline_name):
-            raise ValueError(f"{self.task_id}: give project_id or project_name, and pipeline_id or pipeline_name")
-        self.dpc_conn_id = dpc_conn_id
-        self.project_id = project_id
-        self.project_name = project_name
-        self.pipeline_id = pipeline_id
-        self.pipeline_name = pipeline_name
+        self._bind_pipeline(dpc_conn_id, project_id, project_name, pipeline_id, pipeline_name, dpc_retry_policy)
+        if not (pipeline_id or pipeline_name):
+            raise ValueError(f"{self.task_id}: give pipeline_id or pipeline_name")
         self.target_status = target_status
         self.failure_statuses = failure_statuses
         self.grace_period = grace_period
         self.deferrable = deferrable
-        self.dpc_retry_policy = RetryPolicy.coerce(dpc_retry_policy)
         StatusGoal.of(target_status, failure_statuses)  # reject overlapping statuses at parse time
         self._watch: StatusWatch | None = None
 
-    @cached_property
-    def hook(self) -> DpcHook:
-        return DpcHook(self.dpc_conn_id, retry_policy=self.dpc_retry_policy)
-
-    def _start_watch(self) -> StatusWatch:
-        project_id = check_uuid(self.hook.resolve_project_id(self.project_id, self.project_name), "project_id")
-        pipeline_id = check_uuid(
-            self.hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name), "pipeline_id"
-        )
+    def _start_watch(self, timeout: float | None = None) -> StatusWatch:
+        project_id = self.resolve_project()
+        pipeline_id = self.resolve_pipeline(project_id)
         goal = StatusGoal.of(self.target_status, self.failure_statuses, self.grace_period)
-        return StatusWatch(goal, project_id, pipeline_id, started_at=time.time())
+        now = time.time()
+        return StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=timeout and now + timeout)
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        watch = self._start_watch()
+        # Poke mode leaves the timeout to BaseSensorOperator; deferred, the trigger enforces it.
+        watch = self._start_watch(timeout=_seconds(self.timeout))
         # One read first: a pipeline that already streams costs no trip through the triggerer.
         if self._settle(watch.observe(self.hook.get_status(watch.project_id, watch.pipeline_id), time.time())):
             return None
-        self.defer(
-            trigger=DpcStreamingPipelineTrigger(
-                dpc_conn_id=self.dpc_conn_id,
-                project_id=watch.project_id,
-                pipeline_id=watch.pipeline_id,
-                goal=watch.goal.to_dict(),
-                poll_interval=_seconds(self.poke_interval),
-                started_at=watch.started_at,
-                deadline=watch.started_at + _seconds(self.timeout),
-                retry_policy=self.dpc_retry_policy.to_dict(),
-                history=watch.history,
-            ),
-            method_name="execute_complete",
-        )
+        self.defer(trigger=self.status_trigger(watch, _seconds(self.poke_interval)), method_name="execute_complete")
 
     def poke(self, context: Context) -> bool:
         if self._watch is None:

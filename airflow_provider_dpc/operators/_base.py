@@ -1,0 +1,79 @@
+"""What the operators and the sensor share: their connection, project and pipeline, and deferral."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from airflow_provider_dpc.exceptions import DpcValidationError
+from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
+from airflow_provider_dpc.models import FieldError, check_uuid
+from airflow_provider_dpc.status import StatusWatch
+from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+
+PIPELINE_FIELDS = ("project_id", "project_name", "pipeline_id", "pipeline_name")
+
+
+class PipelineTaskMixin:
+    """A task bound to one DPC project and pipeline, given by id or by name.
+
+    Names are resolved through the API once per run; ids are checked as UUIDs before any URL is
+    built from them.
+    """
+
+    task_id: str
+    dpc_conn_id: str
+    project_id: str | None
+    project_name: str | None
+    pipeline_id: str | None
+    pipeline_name: str | None
+    dpc_retry_policy: RetryPolicy
+
+    def _bind_pipeline(
+        self,
+        dpc_conn_id: str,
+        project_id: str | None,
+        project_name: str | None,
+        pipeline_id: str | None,
+        pipeline_name: str | None,
+        dpc_retry_policy: RetryPolicy | Mapping[str, Any] | None,
+    ) -> None:
+        if not (project_id or project_name):
+            raise ValueError(f"{type(self).__name__} {self.task_id!r}: give project_id or project_name")
+        self.dpc_conn_id = dpc_conn_id
+        self.project_id = project_id
+        self.project_name = project_name
+        self.pipeline_id = pipeline_id
+        self.pipeline_name = pipeline_name
+        self.dpc_retry_policy = RetryPolicy.coerce(dpc_retry_policy)
+
+    @cached_property
+    def hook(self) -> DpcHook:
+        return DpcHook(self.dpc_conn_id, retry_policy=self.dpc_retry_policy)
+
+    def resolve_project(self) -> str:
+        return check_uuid(self.hook.resolve_project_id(self.project_id, self.project_name), "project_id")
+
+    def resolve_pipeline(self, project_id: str) -> str:
+        if not (self.pipeline_id or self.pipeline_name):
+            raise DpcValidationError(
+                f"{self.task_id}: give pipeline_id or pipeline_name",
+                errors=[FieldError("pipeline_id", "must not be empty")],
+            )
+        pipeline_id = self.hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name)
+        return check_uuid(pipeline_id, "pipeline_id")
+
+    def status_trigger(self, watch: StatusWatch, poll_interval: float) -> DpcStreamingPipelineTrigger:
+        """The trigger that carries ``watch`` on in the triggerer: ids, timings and retries, no secret."""
+        return DpcStreamingPipelineTrigger(
+            dpc_conn_id=self.dpc_conn_id,
+            project_id=watch.project_id,
+            pipeline_id=watch.pipeline_id,
+            goal=watch.goal.to_dict(),
+            poll_interval=poll_interval,
+            started_at=watch.started_at,
+            deadline=None if watch.deadline == float("inf") else watch.deadline,
+            retry_policy=self.dpc_retry_policy.to_dict(),
+            history=watch.history,
+        )
