@@ -83,6 +83,31 @@ def test_quickstart(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrabl
     assert example_env.stats()["pipelines_created"] == 1
     assert commands_sent(example_env) == 2  # one START, one STOP
     assert DpcHook().list_streaming_pipelines(PROJECT_ID) == []
+    link = extra_link(dag, run, "start_pipeline")
+    assert link.startswith(f"https://app.matillion.com/projects/{PROJECT_ID}/streaming/pipelines/"), link
+
+
+def extra_link(dag: Any, run: Any, task_id: str) -> str:
+    """The task's 'Matillion DPC pipeline' link as the UI would show it."""
+    from airflow_provider_dpc._compat import AIRFLOW_V3
+    from airflow_provider_dpc.links.dpc import DpcStreamingPipelineLink
+
+    if AIRFLOW_V3:
+        # Airflow 3 resolves links on the worker when the task ends and stores them in XCom.
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            row = (
+                session.query(XComModel)
+                .filter_by(
+                    dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=DpcStreamingPipelineLink().xcom_key
+                )
+                .one()
+            )
+            return str(row.value)
+    ti = run.get_task_instance(task_id)
+    return DpcStreamingPipelineLink().get_link(dag.get_task(task_id), ti_key=ti.key)
 
 
 def make_pipeline(name: str) -> str:
