@@ -13,54 +13,66 @@ DEFAULT_TOKEN_URL = "https://id.core.matillion.com/oauth/dpc/token"
 DEFAULT_AUDIENCE = "https://api.matillion.com"
 DEFAULT_APP_URL = "https://app.matillion.com"
 
+# The form shows what a DPC connection needs and hides what it never uses: schema, port and the raw
+# extra JSON (every extra the hook reads has a field of its own below).
 HIDDEN_FIELDS = ["schema", "port", "extra"]
-RELABELING = {"host": "API base URL", "login": "Client ID", "password": "Client secret"}
+RELABELING = {"host": "API base URL (optional)", "login": "Client ID", "password": "Client secret"}
 PLACEHOLDERS = {
-    "host": "https://eu1.api.matillion.com/dpc (leave empty to use the region)",
-    "login": "OAuth client id of a DPC API credential",
-    "password": "its client secret",
+    "host": "leave empty for https://<region>.api.matillion.com/dpc",
+    "login": "client ID of a DPC API credential (leave empty with a bearer token)",
+    "password": "client secret of that API credential",
+    "region": f"{DEFAULT_REGION}, us1 or au1 (default {DEFAULT_REGION})",
+    "account_id": "optional: your DPC account ID, sent as the account-id header",
+    "token": "optional: a ready bearer token, used instead of client ID and secret",
+    "token_url": DEFAULT_TOKEN_URL,
+    "audience": DEFAULT_AUDIENCE,
+    "app_url": DEFAULT_APP_URL,
+    "timeout": "30",
 }
 
-# Extra fields: name -> (label, description, JSON schema).
+# Extra fields: name -> (label, description, JSON schema). Airflow 3's form shows a schema's
+# ``examples`` as suggestions; Airflow 2.11's shows the placeholders above.
 EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "region": (
         "Region",
-        "DPC region of the account (eu1, us1, au1), used when the API base URL is empty.",
-        {"type": ["string", "null"], "default": DEFAULT_REGION},
+        f"Region of your DPC account: {DEFAULT_REGION} (Europe, the default), us1 (US) or au1 (Australia). "
+        "Picks the API base URL when that is empty.",
+        {"type": ["string", "null"], "default": DEFAULT_REGION, "examples": [DEFAULT_REGION, "us1", "au1"]},
     ),
     "account_id": (
         "Account ID",
-        "Optional; sent as the account-id header on every call.",
+        "Optional. Your DPC account ID, sent as the account-id header on every call.",
         {"type": ["string", "null"]},
     ),
     "token": (
         "Bearer token",
-        "A ready access token, used instead of client id and secret.",
+        "Optional. A ready access token (like the guide's DPC_TOKEN), used instead of client ID and "
+        "secret; it is not refreshed, so it fails once it expires.",
         {"type": ["string", "null"], "format": "password"},
     ),
     "token_url": (
         "Token URL",
-        f"OAuth2 token endpoint; default {DEFAULT_TOKEN_URL}.",
+        f"OAuth2 token endpoint; leave empty for {DEFAULT_TOKEN_URL}.",
         {"type": ["string", "null"]},
     ),
     "audience": (
         "Audience",
-        f"OAuth2 audience; default {DEFAULT_AUDIENCE}.",
+        f"OAuth2 audience; leave empty for {DEFAULT_AUDIENCE}.",
         {"type": ["string", "null"]},
     ),
     "app_url": (
         "Web app URL",
-        f"Base of the DPC web app, for the tasks' links to their pipeline; default {DEFAULT_APP_URL}.",
+        f"Base of the DPC web app, for the tasks' links to their pipeline; leave empty for {DEFAULT_APP_URL}.",
         {"type": ["string", "null"]},
     ),
     "timeout": (
         "Timeout (seconds)",
-        "Per-request timeout; default 30.",
+        "Per-request timeout; leave empty for 30.",
         {"type": ["number", "null"], "minimum": 1},
     ),
     "verify": (
         "Verify TLS",
-        "Verify the API's TLS certificate (false, or a CA bundle path, only for testing).",
+        "Verify the API's TLS certificate. Turn off only to test against a local endpoint.",
         {"type": ["boolean", "null"], "default": True},
     ),
 }
