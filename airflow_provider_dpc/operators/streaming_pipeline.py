@@ -258,6 +258,7 @@ class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
         project_id = self.resolve_project()
         try:
             pipeline_id = self.resolve_pipeline(project_id)
+            self._announce(context, project_id, pipeline_id)
             status = self.hook.get_status(project_id, pipeline_id)
         except DpcNotFoundError:
             if not self.missing_ok:

@@ -1,0 +1,279 @@
+"""The DAGs under a real Airflow 3 deployment: scheduler, triggerer, DAG processor and API server.
+
+``test_example_dags.py`` runs DAGs with ``dag.test()`` in this process; here the scheduler queues
+the tasks on a LocalExecutor, deferred tasks wait in a real triggerer, and the test watches it all
+through the REST API, as an operator of a deployment would. One cluster serves the whole module
+(it takes about half a minute to start); the emulator is reset before each test.
+
+Airflow 3 only: ``airflow_cluster`` runs Airflow 3's components (the API server, the standalone DAG
+processor, the Task Execution API).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow_cluster import COMPONENTS, AirflowCluster, ClusterError
+
+AIRFLOW_MAJOR = int(version("apache-airflow").split(".")[0])
+
+pytestmark = [
+    pytest.mark.scheduler,
+    pytest.mark.skipif(
+        AIRFLOW_MAJOR < 3,
+        reason=f"the scheduler suite runs Airflow 3 components (API server, DAG processor); "
+        f"Airflow {version('apache-airflow')} is installed",
+    ),
+]
+
+EXAMPLES = Path(__file__).parent.parent / "example_dags"
+PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
+QUICKSTART = "example_dpc_quickstart"
+QUICKSTART_TASKS = ("create_pipeline", "start_pipeline", "consume", "stop_pipeline", "delete_pipeline")
+RETRY_DAG = "dpc_create_retried_after_crash"
+# A run takes 5-30 s, starting the cluster 30-60 s on two cores. The waits fail (with Airflow's logs)
+# well before pytest-timeout, whose limit includes starting the cluster for the first test that runs.
+STARTUP_TIMEOUT = 150.0
+RUN_TIMEOUT = 90.0
+TEST_TIMEOUT = 300
+
+# A create task that crashes on its first try right after the create POST has returned, before the
+# operator pushes anything to XCom (the process dies: no exception handling, no clean-up). It notes
+# the id it was given in MARKERS/<run id>, so the test can compare it with what the retry returns.
+RETRY_DAG_SOURCE = '''\
+"""Written by tests/test_scheduler.py: a create task that crashes after the POST on its first try."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG
+
+from airflow_provider_dpc.operators.streaming_pipeline import DpcCreateStreamingPipelineOperator
+
+MARKERS = Path({markers!r})
+
+
+class CrashAfterCreateOnFirstTry(DpcCreateStreamingPipelineOperator):
+    def execute(self, context):
+        ti = context["ti"]
+        if ti.try_number == 1:
+            create = self.hook.create_streaming_pipeline
+
+            def create_then_crash(*args, **kwargs):
+                pipeline = create(*args, **kwargs)
+                (MARKERS / ti.run_id).write_text(pipeline.streaming_pipeline_id)
+                os._exit(1)
+
+            self.hook.create_streaming_pipeline = create_then_crash
+        return super().execute(context)
+
+
+with DAG(
+    dag_id={dag_id!r},
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params={{"pipeline_name": "retried-pipeline"}},
+):
+    CrashAfterCreateOnFirstTry(
+        task_id="create_pipeline",
+        project_id=os.environ["DPC_PROJECT_ID"],
+        definition="streaming-pipeline.json",
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+'''
+
+
+class _LogsOnFailure:
+    """Adds the tail of every Airflow log to the report of a failed test that used the cluster.
+
+    A :class:`ClusterError` already carries them in its message.
+    """
+
+    def __init__(self, cluster: AirflowCluster) -> None:
+        self.cluster = cluster
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if (
+            report.failed
+            and "airflow" in getattr(item, "fixturenames", ())
+            and not (call.excinfo is not None and call.excinfo.errisinstance(ClusterError))
+        ):
+            report.sections.append(("Airflow logs (tails)", self.cluster.log_tails()))
+        return report
+
+
+@pytest.fixture(scope="module")
+def crash_markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the retry DAG's first try notes the pipeline id it was given, one file per run."""
+    return tmp_path_factory.mktemp("crash-markers")
+
+
+@pytest.fixture(scope="module")
+def airflow_cluster(emulator: Any, crash_markers: Path, request: pytest.FixtureRequest) -> Iterator[AirflowCluster]:
+    """One Airflow deployment for the module, its DAGs folder holding the quickstart and the retry DAG."""
+    env = {
+        **emulator.airflow_env(),  # AIRFLOW_CONN_MATILLION_DPC_DEFAULT
+        "DPC_DEFERRABLE": "true",
+        "DPC_POLL_INTERVAL": "0.5",
+        "DPC_PROJECT_ID": PROJECT_ID,
+    }
+    dag_files = [EXAMPLES / "example_dpc_quickstart.py", EXAMPLES / "streaming-pipeline.json"]
+    cluster = AirflowCluster(dag_files, env=env, startup_timeout=STARTUP_TIMEOUT)
+    cluster.write_dag_file("dpc_create_retry.py", RETRY_DAG_SOURCE.format(markers=str(crash_markers), dag_id=RETRY_DAG))
+    with cluster:
+        plugin = _LogsOnFailure(cluster)
+        request.config.pluginmanager.register(plugin, "dpc-airflow-cluster-logs")
+        try:
+            yield cluster
+        finally:
+            request.config.pluginmanager.unregister(plugin)
+
+
+@pytest.fixture
+def airflow(airflow_cluster: AirflowCluster, fresh_emulator: Any, conn_env: Any) -> Iterator[AirflowCluster]:
+    """The module's cluster, all components up, with a freshly reset emulator.
+
+    Afterwards any run still going is failed, so it cannot act on the emulator during the next test.
+    """
+    conn_env("matillion_dpc_default")  # for DpcHook calls in this process
+    stopped = [name for name in COMPONENTS if not airflow_cluster.running(name)]
+    for name in stopped:  # an earlier test may have left one down
+        airflow_cluster.start_component(name)
+    if stopped:
+        airflow_cluster.wait_healthy()
+    yield airflow_cluster
+    airflow_cluster.fail_unfinished_runs()
+
+
+def commands_sent(emulator: Any) -> int:
+    return sum(n for route, n in emulator.stats()["requests"].items() if route.endswith("/commands"))
+
+
+def creates_sent(emulator: Any) -> int:
+    requests: dict[str, int] = emulator.stats()["requests"]
+    return requests.get("POST /dpc/v1/projects/{projectId}/streaming-pipelines", 0)
+
+
+def pipelines() -> list[Any]:
+    from airflow_provider_dpc.hooks.dpc import DpcHook
+
+    return list(DpcHook().list_streaming_pipelines(PROJECT_ID))
+
+
+def start_quickstart(cluster: AirflowCluster, pipeline_name: str) -> str:
+    cluster.wait_for_dag(QUICKSTART)
+    cluster.unpause(QUICKSTART)
+    return cluster.trigger(QUICKSTART, conf={"pipeline_name": pipeline_name})
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_quickstart_defers_to_the_triggerer_and_succeeds(airflow: AirflowCluster, fresh_emulator: Any) -> None:
+    fresh_emulator.configure(starting_seconds=4, snapshotting_seconds=2, stopping_seconds=2)
+    run_id = start_quickstart(airflow, "scheduled-quickstart")
+
+    state, seen = airflow.wait_for_run(QUICKSTART, run_id, timeout=RUN_TIMEOUT)
+
+    history = "\n".join(map(str, seen))
+    deferred = {task for states in seen for task, s in states.items() if s == "deferred"}
+    assert deferred & {"start_pipeline", "stop_pipeline"}, f"no task was seen deferred:\n{history}"
+    assert state == "success", history
+    assert seen[-1] == dict.fromkeys(QUICKSTART_TASKS, "success"), history
+    stats = fresh_emulator.stats()
+    assert stats["pipelines_created"] == 1, stats
+    assert commands_sent(fresh_emulator) == 2, stats  # one START, one STOP
+    assert pipelines() == []  # deleted at the end
+    pipeline_id = airflow.xcom(QUICKSTART, run_id, "create_pipeline")
+    assert airflow.xcom(QUICKSTART, run_id, "start_pipeline") == pipeline_id
+    assert airflow.xcom(QUICKSTART, run_id, "consume") == pipeline_id
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_a_deferred_task_survives_a_triggerer_crash(airflow: AirflowCluster, fresh_emulator: Any) -> None:
+    fresh_emulator.configure(starting_seconds=8, snapshotting_seconds=1, stopping_seconds=0.5)
+    run_id = start_quickstart(airflow, "triggerer-crash")
+
+    def start_task_in_a_triggerer() -> dict[str, Any] | None:
+        for ti in airflow.task_instances(QUICKSTART, run_id):
+            if ti["task_id"] == "start_pipeline" and ti["state"] == "deferred":
+                trigger = ti.get("trigger") or {}
+                if trigger.get("triggerer_id") is not None:
+                    return ti
+            elif ti["task_id"] == "start_pipeline" and ti["state"] in ("success", "failed"):
+                raise AssertionError(f"start_pipeline finished before the triggerer could be killed: {ti}")
+        return None
+
+    ti = airflow.wait_for(start_task_in_a_triggerer, timeout=RUN_TIMEOUT, what="start_pipeline deferred in a triggerer")
+    old_triggerer = ti["trigger"]["triggerer_id"]
+    assert fresh_emulator.stats()["pipelines_created"] == 1
+    try:
+        airflow.kill_component("triggerer", signal.SIGKILL)
+        assert airflow.task_states(QUICKSTART, run_id)["start_pipeline"] == "deferred"
+        airflow.start_component("triggerer")
+
+        state, seen = airflow.wait_for_run(QUICKSTART, run_id, timeout=RUN_TIMEOUT)
+    finally:
+        if not airflow.running("triggerer"):
+            airflow.start_component("triggerer")
+
+    history = "\n".join(map(str, seen))
+    assert state == "success", history
+    assert seen[-1] == dict.fromkeys(QUICKSTART_TASKS, "success"), history
+    start = next(t for t in airflow.task_instances(QUICKSTART, run_id) if t["task_id"] == "start_pipeline")
+    assert start["try_number"] == 1, start  # resumed from its deferral, not retried
+    # The wait finished in the new triggerer: its trigger log (named by its job id) saw STREAMING.
+    trigger_logs = {
+        int(match.group(1)): text
+        for name, text in airflow.task_logs(QUICKSTART, run_id, "start_pipeline").items()
+        if (match := re.search(r"\.trigger\.(\d+)\.log$", name))
+    }
+    resumed = [job for job, text in trigger_logs.items() if job != old_triggerer and "reached (STREAMING)" in text]
+    assert resumed, (
+        f"no triggerer but the killed job {old_triggerer} saw STREAMING; trigger logs: {sorted(trigger_logs)}"
+    )
+    stats = fresh_emulator.stats()
+    assert stats["pipelines_created"] == 1, stats
+    # Exactly one START reached the emulator: two commands in all, one of them stop_pipeline's STOP.
+    stop_logs = "".join(airflow.task_logs(QUICKSTART, run_id, "stop_pipeline").values())
+    assert stop_logs.count("sent STOP to pipeline") == 1, stop_logs
+    assert commands_sent(fresh_emulator) == 2, stats
+    assert pipelines() == []
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_a_create_retried_after_a_crash_makes_no_duplicate(
+    airflow: AirflowCluster, fresh_emulator: Any, crash_markers: Path
+) -> None:
+    airflow.wait_for_dag(RETRY_DAG)
+    airflow.unpause(RETRY_DAG)
+    run_id = airflow.trigger(RETRY_DAG, conf={"pipeline_name": "retried-pipeline"})
+
+    state, seen = airflow.wait_for_run(RETRY_DAG, run_id, timeout=RUN_TIMEOUT)
+
+    history = "\n".join(map(str, seen))
+    assert state == "success", history
+    create = airflow.task_instances(RETRY_DAG, run_id)[0]
+    assert (create["state"], create["try_number"]) == ("success", 2), create
+    marker = crash_markers / run_id
+    assert marker.exists(), "the first try did not reach the create POST"
+    first_try_id = marker.read_text()
+    assert airflow.xcom(RETRY_DAG, run_id, "create_pipeline") == first_try_id
+    assert airflow.xcom(RETRY_DAG, run_id, "create_pipeline", key="pipeline_id") == first_try_id
+    existing = pipelines()
+    assert [p.streaming_pipeline_id for p in existing] == [first_try_id]
+    assert [p.name for p in existing] == ["retried-pipeline"]
+    assert creates_sent(fresh_emulator) == 1, json.dumps(fresh_emulator.stats(), indent=1)
+    assert fresh_emulator.stats()["pipelines_created"] == 1
