@@ -10,6 +10,7 @@ API added.
 from __future__ import annotations
 
 import enum
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
@@ -315,6 +316,9 @@ StreamingTarget = Annotated[SnowflakeTarget | S3Target | AbsTarget, Field(discri
 
 # Fields holding a tagged union: pydantic puts the tag in an error's location, the API does not.
 _UNION_FIELDS = frozenset({"streamingSource", "streamingTarget", "authentication"})
+# Members of a JDBC property's value type (str | int | float | bool): pydantic reports a bad value
+# once per member, with the member's name in the location; the API names the property once.
+_SCALAR_MEMBERS = frozenset({"str", "int", "float", "bool"})
 
 
 class StreamingPipelineDefinition(DpcModel):
@@ -426,7 +430,12 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     found: list[FieldError] = []
     for error in exc.errors(include_url=False):
         suffix, message = _field_message(error)
-        path = _field_path(tuple(error["loc"]))
+        loc = tuple(error["loc"])
+        if len(loc) > 1 and loc[-1] in _SCALAR_MEMBERS:
+            loc = loc[:-1]
+            if error.get("input", ...) is not None:
+                message = "must be a string, a number or a boolean"
+        path = _field_path(loc)
         field = f"{path}.{suffix}" if suffix and path else suffix or path
         if FieldError(field, message) not in found:
             found.append(FieldError(field, message))
@@ -435,23 +444,64 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
 
 
 def validate_definition(definition: StreamingPipelineDefinition | Mapping[str, Any]) -> StreamingPipelineDefinition:
-    """Validate a definition, raising :class:`~airflow_provider_dpc.exceptions.DpcValidationError`."""
-    if isinstance(definition, StreamingPipelineDefinition):
-        return definition
+    """Validate a definition, raising :class:`~airflow_provider_dpc.exceptions.DpcValidationError`.
+
+    The request body is JSON in UTF-8, so text holding a lone surrogate (``"\\ud800"`` in a JSON
+    file) and NaN or infinite numbers are refused here too, naming their fields, rather than
+    failing while the request is built.
+    """
     from airflow_provider_dpc.exceptions import DpcValidationError
 
-    if not isinstance(definition, Mapping):
+    if isinstance(definition, StreamingPipelineDefinition):
+        checked = definition
+    elif not isinstance(definition, Mapping):
         raise DpcValidationError(
             "streaming pipeline definition must be a JSON object",
             errors=[FieldError("", f"must be an object, not {type(definition).__name__}")],
         )
-    try:
-        return StreamingPipelineDefinition.model_validate(definition)
-    except ValidationError as exc:
-        errors = field_errors(exc)
+    else:
+        try:
+            checked = StreamingPipelineDefinition.model_validate(definition)
+        except ValidationError as exc:
+            errors = field_errors(exc)
+            raise DpcValidationError(
+                "invalid streaming pipeline definition: " + "; ".join(map(str, errors)), errors=errors
+            ) from None
+    unsendable = _unsendable(checked.to_wire())
+    if unsendable:
         raise DpcValidationError(
-            "invalid streaming pipeline definition: " + "; ".join(map(str, errors)), errors=errors
-        ) from None
+            "invalid streaming pipeline definition: " + "; ".join(map(str, unsendable)), errors=unsendable
+        )
+    return checked
+
+
+def _unsendable(body: Any) -> list[FieldError]:
+    """The fields a JSON body in UTF-8 cannot carry: text with lone surrogates, NaN and infinities."""
+    found: list[FieldError] = []
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str) and not _is_unicode(value):
+            found.append(FieldError(path, "must be valid Unicode text"))
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(FieldError(path, "must be a finite number"))
+        elif isinstance(value, Mapping | list):
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            for key, child in items:
+                name = str(key) if _is_unicode(str(key)) else str(key).encode("utf-8", "backslashreplace").decode()
+                where = f"{path}.{name}" if path else name
+                if name != str(key):
+                    found.append(FieldError(where, "must be valid Unicode text"))
+                stack.append((where, child))
+    return sorted(found, reverse=True)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_uuid(value: Any, field: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from airflow_provider_dpc import exceptions
 from airflow_provider_dpc.exceptions import DpcApiError, DpcPipelineStateError
 from airflow_provider_dpc.models import PipelineStatus
 
@@ -88,6 +89,10 @@ class WaitResult:
     history: list[str] = field(default_factory=list)
     waited: float = 0.0
     message: str | None = None
+    # For an ERROR: the class and HTTP status of the API error, so a deferred wait raises the same
+    # error as a polling one (DpcTransportError, DpcNotFoundError...).
+    error_type: str | None = None
+    status_code: int | None = None
 
     def to_event(self) -> dict[str, Any]:
         data = asdict(self)
@@ -106,6 +111,8 @@ class WaitResult:
             history=list(event.get("history") or []),
             waited=float(event.get("waited") or 0.0),
             message=event.get("message"),
+            error_type=event.get("error_type"),
+            status_code=event.get("status_code"),
         )
 
 
@@ -147,7 +154,10 @@ class StatusWatch:
 
     def error(self, exc: Exception, now: float) -> WaitResult:
         status = self.history[-1] if self.history else None
-        return self._result(Verdict.ERROR, now, status, message=f"{type(exc).__name__}: {exc}")
+        result = self._result(Verdict.ERROR, now, status, message=f"{type(exc).__name__}: {exc}")
+        result.error_type = type(exc).__name__
+        result.status_code = getattr(exc, "status_code", None)
+        return result
 
     def next_poll(self, interval: float, now: float) -> float:
         """Seconds to sleep before the next read, never past the deadline."""
@@ -189,5 +199,11 @@ def conclude(result: WaitResult, *, what: str = "streaming pipeline") -> Pipelin
             f"could not read the status of {name} while waiting for {result.goal.describe()}: "
             f"{result.message}; recent statuses: {seen}"
         )
-        raise DpcApiError(text)
+        raise _api_error_class(result.error_type)(text, status_code=result.status_code)
     raise DpcPipelineStateError(text, pipeline_id=result.pipeline_id, statuses=result.history)
+
+
+def _api_error_class(name: str | None) -> type[DpcApiError]:
+    """The :class:`DpcApiError` subclass called ``name``, or DpcApiError itself."""
+    found = getattr(exceptions, name or "", None)
+    return found if isinstance(found, type) and issubclass(found, DpcApiError) else DpcApiError

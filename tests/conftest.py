@@ -107,3 +107,16 @@ def _fresh_token_cache() -> None:
     from airflow_provider_dpc.hooks._protocol import TOKENS
 
     TOKENS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_leaks(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Fail any test that leaks a client secret or an access token.
+
+    Logs, captured output, XCom values, trigger kwargs and events, provider exceptions and rendered
+    template fields are searched for every secret of the connections read and every token issued;
+    see ``tests/reliability/leakguard.py``. Yields the guard, for tests of the guard itself.
+    """
+    from tests.reliability.leakguard import guard_test
+
+    yield from guard_test(request)

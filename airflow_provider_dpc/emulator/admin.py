@@ -1,4 +1,4 @@
-"""Admin routes under ``/_emulator``: health, stats, reset, faults, settings and pipeline failures.
+"""Admin routes under ``/_emulator``: health, stats, reset, faults, settings, pipeline failures and tokens.
 
 They need no token and are never hit by injected faults, so a test can always observe and steer the
 emulator whatever state it has put the API in.
@@ -42,6 +42,15 @@ async def stats(request: Request) -> Response:
 async def reset(request: Request) -> Response:
     _emulator(request).reset()
     return ApiJSONResponse({"status": "reset"})
+
+
+async def tokens(request: Request) -> Response:
+    """The access tokens issued since the last reset, so a test suite can check none of them leaked.
+
+    Read-only; the emulator forgets expired tokens when it issues the next one.
+    """
+    issued = sorted(_emulator(request).state.tokens._expiry)
+    return ApiJSONResponse({"tokens": issued})
 
 
 async def get_faults(request: Request) -> Response:
@@ -128,6 +137,7 @@ def admin_routes() -> list[Route]:
             (p + "/health", "GET", health),
             (p + "/stats", "GET", stats),
             (p + "/reset", "POST", reset),
+            (p + "/tokens", "GET", tokens),
             (p + "/faults", "GET", get_faults),
             (p + "/faults", "PUT", put_faults),
             (p + "/faults", "DELETE", delete_faults),

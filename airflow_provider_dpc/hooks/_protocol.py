@@ -8,6 +8,7 @@ only in how they send and sleep.
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import ssl
 import threading
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -205,16 +206,51 @@ class Call(Generic[T]):
     authenticated: bool = True
     url: str | None = None  # absolute URL (the token endpoint); else base URL + path
 
+    def target(self, base_url: str) -> str:
+        """The absolute URL to send the call to."""
+        return self.url or base_url + self.path
+
     def build(self, client: httpx.Client | httpx.AsyncClient, base_url: str, token: str | None) -> httpx.Request:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         return client.build_request(
             self.method,
-            self.url or base_url + self.path,
+            self.target(base_url),
             params=self.params,
             json=self.json,
             data=self.form,
             headers=headers,
         )
+
+
+if TYPE_CHECKING:  # annotations only: a Protocol class costs import time
+
+    class Answer(Protocol):
+        """What :func:`judge` reads of an HTTP answer: an ``httpx.Response`` or a :class:`RawAnswer`."""
+
+        @property
+        def status_code(self) -> int: ...
+
+        @property
+        def content(self) -> bytes: ...
+
+        @property
+        def headers(self) -> Mapping[str, str]: ...
+
+        def json(self) -> Any: ...
+
+
+class RawAnswer:
+    """A fully read answer from a transport other than httpx's (the hook's aiohttp path)."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, content: bytes, headers: Mapping[str, str]) -> None:
+        self.status_code = status_code
+        self.content = content
+        self.headers = headers
+
+    def json(self) -> Any:
+        return json.loads(self.content)  # as httpx.Response.json does
 
 
 @dataclass(frozen=True)
@@ -258,7 +294,7 @@ class Attempts:
         return delay
 
 
-def judge(call: Call[T], response: httpx.Response, attempts: Attempts, can_refresh: bool) -> Outcome[T]:
+def judge(call: Call[T], response: Answer, attempts: Attempts, can_refresh: bool) -> Outcome[T]:
     """Decide what an HTTP answer means for ``call``: a result, a retry, or an error."""
     status = response.status_code
     if 200 <= status < 300:
@@ -302,7 +338,7 @@ def _retry_or_fail(
     return Retry(delay)
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: Answer) -> float | None:
     """``Retry-After`` in seconds, given as seconds or as an HTTP date."""
     value = response.headers.get("Retry-After")
     if not value:
@@ -318,7 +354,7 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def api_error(call: Call[Any], response: httpx.Response) -> DpcApiError:
+def api_error(call: Call[Any], response: Answer) -> DpcApiError:
     problem = _problem(response)
     errors: list[FieldError] = []
     if problem is not None:
@@ -339,7 +375,7 @@ def api_error(call: Call[Any], response: httpx.Response) -> DpcApiError:
     )
 
 
-def _problem(response: httpx.Response) -> Problem | None:
+def _problem(response: Answer) -> Problem | None:
     try:
         body = response.json()
     except ValueError:
@@ -352,7 +388,7 @@ def _problem(response: httpx.Response) -> Problem | None:
         return None
 
 
-def _oauth_problem(response: httpx.Response) -> Problem | None:
+def _oauth_problem(response: Answer) -> Problem | None:
     try:
         body = response.json()
     except ValueError:
@@ -368,7 +404,7 @@ def _violation(text: str) -> FieldError:
     return FieldError(field_name, message) if sep else FieldError("", str(text))
 
 
-def _bad_body(call: Call[Any], response: httpx.Response) -> DpcApiError:
+def _bad_body(call: Call[Any], response: Answer) -> DpcApiError:
     return DpcApiError(
         f"{response.status_code} on {call.method} {call.path}: the response body is not valid JSON",
         status_code=response.status_code,
@@ -377,7 +413,7 @@ def _bad_body(call: Call[Any], response: httpx.Response) -> DpcApiError:
     )
 
 
-def _unexpected_body(call: Call[Any], response: httpx.Response, exc: Exception) -> DpcApiError:
+def _unexpected_body(call: Call[Any], response: Answer, exc: Exception) -> DpcApiError:
     reason = (
         "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
         if isinstance(exc, ValidationError)
