@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -83,8 +84,9 @@ class DpcHook(_compat.BaseHook):
     #: What the async client of an ``async with hook:`` block sends through. ``"auto"`` uses aiohttp
     #: when it is installed (the HTTP provider brings it) and no proxy is configured in the
     #: environment: the block's client then shares its event loop's connection pool (no pool limit,
-    #: so a triggerer's thousand triggers never wait for a connection) and costs about a third of
-    #: the CPU per call of ``httpx.AsyncClient``. ``"httpx"`` always uses ``httpx.AsyncClient``.
+    #: so a triggerer's thousand triggers never wait for a connection) and costs a fifth or less of
+    #: the CPU per poll of ``httpx.AsyncClient`` (see README, Benchmarks). ``"httpx"`` always uses
+    #: ``httpx.AsyncClient``.
     async_transport: ClassVar[Literal["auto", "httpx"]] = "auto"
 
     def __init__(
@@ -374,10 +376,10 @@ class DpcHook(_compat.BaseHook):
         self.run(_calls.send_command(project_id, pipeline_id, parse_command(command)))
 
     def get_status(self, project_id: str, pipeline_id: str) -> PipelineStatus:
-        return self.run(_calls.get_status(project_id, pipeline_id))
+        return self.run(_status_call(project_id, pipeline_id))
 
     async def aget_status(self, project_id: str, pipeline_id: str) -> PipelineStatus:
-        return await self.arun(_calls.get_status(project_id, pipeline_id))
+        return await self.arun(_status_call(project_id, pipeline_id))
 
     async def aget_streaming_pipeline(self, project_id: str, pipeline_id: str) -> StreamingPipeline:
         return await self.arun(_calls.get_pipeline(project_id, pipeline_id))
@@ -433,6 +435,12 @@ def _unclear(error: DpcApiError) -> bool:
         return True
     # A 2xx whose body is not JSON, or not the expected JSON: the call was carried out.
     return error.status_code is not None and 200 <= error.status_code < 300
+
+
+@functools.lru_cache(maxsize=4096)
+def _status_call(project_id: str, pipeline_id: str) -> Call[PipelineStatus]:
+    # A Call is immutable: a poller builds (and checks the ids of) its status read once, not per poll.
+    return _calls.get_status(project_id, pipeline_id)
 
 
 def _remember(settings: ConnectionSettings, token: str, expires_in: float) -> str:

@@ -1,0 +1,175 @@
+"""``python -m benchmarks``: run the benchmarks, print one table, write the figures as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import calls, imports, report, tokens, triggerer
+from benchmarks._common import (
+    DPC_CONN_ID,
+    HTTP_CONN_ID,
+    PROJECT_ID,
+    RESULTS,
+    http_connection,
+    machine,
+    pipeline_definition,
+)
+
+ALL = ("imports", "calls", "triggers", "tokens")
+
+
+@dataclass
+class Sizes:
+    """How big each benchmark runs; the defaults are what ``make bench`` and the README report."""
+
+    import_runs: int = 10
+    import_warmup: bool = True
+    calls: int = 1000
+    call_rounds: int = 20
+    triggers: int = 1000
+    interval: float = 5.0
+    warmup: float | None = None
+    window: float | None = None
+    trigger_reps: int = 3
+    trigger_variants: list[str] | None = None
+    token_hooks: int = 20
+    token_calls: int = 10
+    only: tuple[str, ...] = ALL
+    workdir: Path = field(default_factory=lambda: RESULTS)
+
+
+def run_all(sizes: Sizes, log: Any = None) -> dict[str, Any]:
+    """Run the benchmarks ``sizes.only`` names; returns every figure (what the JSON file holds)."""
+    say = log or (lambda text: None)
+    started = time.monotonic()
+    results: dict[str, Any] = {"machine": machine(), "sizes": _jsonable(sizes), "skipped": {}}
+    if "imports" in sizes.only:
+        say(f"import cost: {sizes.import_runs} fresh processes each, interleaved ...")
+        cases = imports.available_cases()
+        if "dbt_cloud" not in cases:
+            results["skipped"]["imports.dbt_cloud"] = "apache-airflow-providers-dbt-cloud is not installed"
+        results["imports"] = imports.run(sizes.import_runs, warmup=sizes.import_warmup, cases=cases)
+    if "calls" in sizes.only or "tokens" in sizes.only:
+        _against_emulator(sizes, results, say)
+    if "triggers" in sizes.only:
+        variants = sizes.trigger_variants or triggerer.available_variants()
+        for wanted, reason in (
+            ("http_sensor", "apache-airflow-providers-http is not installed"),
+            ("aiohttp_floor", "aiohttp is not installed"),
+        ):
+            if wanted not in variants and sizes.trigger_variants is None:
+                results["skipped"][f"triggers.{wanted}"] = reason
+        say(
+            f"triggerer scale: {sizes.triggers} triggers, {sizes.interval:g} s interval, "
+            f"{sizes.trigger_reps} rep(s) of {', '.join(variants)} ..."
+        )
+        results["triggers"] = triggerer.run(
+            triggers=sizes.triggers,
+            interval=sizes.interval,
+            reps=sizes.trigger_reps,
+            warmup=sizes.warmup,
+            window=sizes.window,
+            variants=variants,
+            workdir=sizes.workdir,
+        )
+    results["machine"]["load_average_at_end"] = (
+        [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    )
+    results["seconds"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def _against_emulator(sizes: Sizes, results: dict[str, Any], say: Any) -> None:
+    from airflow_provider_dpc.emulator import EmulatorProcess
+
+    with EmulatorProcess() as emulator:
+        token = emulator.token()
+        created = httpx.post(
+            f"{emulator.base_url}/v1/projects/{PROJECT_ID}/streaming-pipelines",
+            json=pipeline_definition("benchmark"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        created.raise_for_status()
+        pipeline_id = created.json()["streamingPipelineId"]
+        env = {
+            **emulator.airflow_env(DPC_CONN_ID),
+            f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}": http_connection(emulator.origin),
+            "BENCH_TOKEN": token,
+            "BENCH_BASE_URL": emulator.base_url,
+        }
+        if "calls" in sizes.only:
+            variants = calls.available_variants()
+            if "http_hook" not in variants:
+                results["skipped"]["calls.http_hook"] = "apache-airflow-providers-http is not installed"
+            say(f"cost per call: {sizes.calls} status reads per client against the emulator ...")
+            results["calls"] = calls.run(
+                env, pipeline_id, calls=sizes.calls, rounds=sizes.call_rounds, variants=variants
+            )
+        if "tokens" in sizes.only:
+            say(f"token reuse: {2 * sizes.token_hooks} hooks ...")
+            results["tokens"] = tokens.run(
+                env, pipeline_id, emulator.stats, hooks=sizes.token_hooks, calls_per_hook=sizes.token_calls
+            )
+
+
+def _jsonable(sizes: Sizes) -> dict[str, Any]:
+    data = dict(vars(sizes))
+    data["workdir"] = str(data["workdir"])
+    data["only"] = list(data["only"])
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    defaults = Sizes()
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {', '.join(ALL)}")
+    parser.add_argument("--import-runs", type=int, default=defaults.import_runs)
+    parser.add_argument("--calls", type=int, default=defaults.calls, help="status reads per client")
+    parser.add_argument("--triggers", type=int, default=defaults.triggers)
+    parser.add_argument("--interval", type=float, default=defaults.interval, help="poll interval, seconds")
+    parser.add_argument("--trigger-reps", type=int, default=defaults.trigger_reps)
+    parser.add_argument(
+        "--trigger-variants",
+        default=None,
+        help=f"comma-separated subset of {', '.join(triggerer.VARIANTS)} (default: those installed, not dpc_httpx)",
+    )
+    parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
+    args = parser.parse_args(argv)
+    only = tuple(x.strip() for x in args.only.split(",") if x.strip())
+    unknown = set(only) - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    sizes = Sizes(
+        import_runs=args.import_runs,
+        calls=args.calls,
+        triggers=args.triggers,
+        interval=args.interval,
+        trigger_reps=args.trigger_reps,
+        trigger_variants=args.trigger_variants.split(",") if args.trigger_variants else None,
+        only=only,
+    )
+    results = run_all(sizes, log=lambda text: print(text, file=sys.stderr, flush=True))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print()
+    print(report.table(results))
+    print()
+    print(f"Machine: {report.machine_line(results['machine'])}")
+    for what, reason in results["skipped"].items():
+        print(f"Skipped {what}: {reason}")
+    print(f"Figures written to {args.json} ({results['seconds']:g} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The benchmarks' one table (Markdown, so the README can show it as printed) and its targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+IMPORT_MAX_MS = 25.0
+IMPORT_MAX_RATIO = 0.10
+CALL_MAX_RATIO_RAW = 1.15
+CALL_MAX_RATIO_HTTP_HOOK = 0.75
+RSS_MAX_KB = 50.0
+FLOOR_MAX_RATIO = 2.0
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    """``median (min-max)`` for a summary, the number itself otherwise; ``-`` for nothing."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        if value.get("median") is None:
+            return "-"
+        median, low, high = (f"{value[k]:.{digits}f}" for k in ("median", "min", "max"))
+        return median if value.get("n", 0) <= 1 else f"{median} ({low}-{high})"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+
+def _le(value: float | None, limit: float | None) -> bool | None:
+    return None if value is None or limit is None else value <= limit
+
+
+def rows(results: dict[str, Any]) -> list[list[str]]:
+    """``[benchmark, measure, ours, compared with, ratio, target, met]`` rows."""
+    out: list[list[str]] = []
+    imports = results.get("imports")
+    if imports:
+        cases = imports["cases"]
+        ours = cases["dpc"]["wall_ms"]
+        dbt = cases.get("dbt_cloud")
+        title = f"1 import cost (n={imports['runs']})"
+        out.append(
+            [
+                title,
+                "ms after `import airflow.sdk`, wall",
+                fmt(ours),
+                f"dbt Cloud {fmt(dbt['wall_ms'])}" if dbt else "dbt Cloud: not installed",
+                fmt(imports.get("ratio_to_dbt_cloud"), 3) + "x" if dbt else "-",
+                f"<= {IMPORT_MAX_MS:g} ms, <= {IMPORT_MAX_RATIO:g}x",
+                _met(
+                    _le(ours["median"], IMPORT_MAX_MS)
+                    if not dbt
+                    else bool(
+                        _le(ours["median"], IMPORT_MAX_MS) and _le(imports["ratio_to_dbt_cloud"], IMPORT_MAX_RATIO)
+                    )
+                ),
+            ]
+        )
+        out.append(
+            [
+                title,
+                "ms after `import airflow.sdk`, CPU",
+                fmt(cases["dpc"]["cpu_ms"]),
+                f"dbt Cloud {fmt(dbt['cpu_ms'])}" if dbt else "-",
+                "-",
+                "-",
+                "-",
+            ]
+        )
+    calls = results.get("calls")
+    if calls:
+        variants = calls["variants"]
+        title = f"2 cost per call (n={calls['calls']})"
+        ours = variants["dpc"]["cpu_us"]
+        for other, limit in (("httpx_raw", CALL_MAX_RATIO_RAW), ("http_hook", CALL_MAX_RATIO_HTTP_HOOK)):
+            theirs = variants.get(other)
+            if theirs is None:
+                out.append(
+                    [title, "client CPU per get_status, us", fmt(ours), f"{other}: not installed", "-", "-", "-"]
+                )
+                continue
+            paired = theirs["ours_ratio"]["median"]
+            out.append(
+                [
+                    title,
+                    "client CPU per get_status, us",
+                    fmt(ours),
+                    f"{theirs['label']} {fmt(theirs['cpu_us'])}",
+                    f"{paired:.2f}x",
+                    f"<= {limit:g}x",
+                    _met(_le(paired, limit)),
+                ]
+            )
+    triggers = results.get("triggers")
+    if triggers:
+        out.extend(_trigger_rows(triggers))
+    tokens = results.get("tokens")
+    if tokens:
+        out.append(
+            [
+                f"4 token reuse ({tokens['hooks']} hooks)",
+                "API calls per token grant",
+                f"{tokens['api_calls']} calls / {tokens['token_grants']} grant(s)",
+                "-",
+                "-",
+                "1 grant",
+                _met(tokens["token_grants"] == 1),
+            ]
+        )
+    return out
+
+
+def _trigger_rows(t: dict[str, Any]) -> list[list[str]]:
+    variants = t["variants"]
+    ours = variants.get("dpc")
+    if ours is None:
+        return []
+    title = f"3 triggerer ({t['triggers']} triggers, {t['interval_s']:g} s, reps={t['reps']})"
+    others = [v for v in ("http_sensor", "aiohttp_floor", "dpc_httpx") if v in variants]
+
+    def compared(key: str, digits: int = 1) -> str:
+        return "; ".join(f"{variants[o]['label']} {fmt(variants[o][key], digits)}" for o in others) or "-"
+
+    def cpu_ratios(key: str) -> tuple[str, bool | None]:
+        parts, ok = [], True
+        for other, name, limit in (("http_sensor", "sensor", 1.0), ("aiohttp_floor", "floor", FLOOR_MAX_RATIO)):
+            if other not in variants:
+                continue
+            r = ours.get(f"{key}_ratio_to_{other}")
+            if r is None:  # no figure for that variant (e.g. no poll of it fell in the window)
+                parts.append(f"n/a {name}")
+                continue
+            parts.append(f"{r:.2f}x {name}")
+            ok = ok and bool(_le(r, limit))
+        return ", ".join(parts) or "-", (ok if parts else None)
+
+    rows = []
+    events_ok = ours["events"] == t["triggers"] and ours["error_events"] == 0 and ours["missing_events"] == 0
+    rows.append(
+        [
+            title,
+            "events received / error events (worst rep)",
+            f"{ours['events']} / {ours['error_events']}",
+            "; ".join(f"{variants[o]['label']} {variants[o]['events']} / {variants[o]['error_events']}" for o in others)
+            or "-",
+            "-",
+            f"{t['triggers']} / 0",
+            _met(events_ok),
+        ]
+    )
+    limit = t["interval_s"] + 1.0
+    rows.append(
+        [title, "detection delay p50, s", fmt(ours["delay_p50_s"], 2), compared("delay_p50_s", 2), "-", "-", "-"]
+    )
+    rows.append(
+        [
+            title,
+            "detection delay p99, s",
+            fmt(ours["delay_p99_s"], 2),
+            compared("delay_p99_s", 2),
+            "-",
+            f"<= {limit:g} s",
+            _met(_le(ours["delay_p99_s"]["median"], limit)),
+        ]
+    )
+    text, ok = cpu_ratios("steady_cpu")
+    rows.append(
+        [
+            title,
+            "client CPU per poll, polling window, us",
+            fmt(ours["steady_cpu_per_poll_us"]),
+            compared("steady_cpu_per_poll_us"),
+            text,
+            f"<= sensor, <= {FLOOR_MAX_RATIO:g}x floor",
+            _met(ok),
+        ]
+    )
+    text, ok = cpu_ratios("cpu")
+    rows.append(
+        [
+            title,
+            "client CPU per poll, all-in (whole run), us",
+            fmt(ours["cpu_per_poll_us"]),
+            compared("cpu_per_poll_us"),
+            text,
+            f"<= sensor, <= {FLOOR_MAX_RATIO:g}x floor",
+            _met(ok),
+        ]
+    )
+    # The split into fixed and per-poll costs assumes a constant cost per poll, which holds for
+    # clients that keep their connections; HttpSensorTrigger connects anew on every poll.
+    rows.append(
+        [
+            title,
+            "fixed CPU per trigger beyond its polls: start-up / end, us",
+            f"{fmt(ours['startup_cpu_per_trigger_us'])} / {fmt(ours['end_cpu_per_trigger_us'])}",
+            "-",
+            "-",
+            "-",
+            "-",
+        ]
+    )
+    rows.append(
+        [
+            title,
+            "peak RSS growth per trigger, KB",
+            fmt(ours["rss_growth_per_trigger_kb"]),
+            compared("rss_growth_per_trigger_kb"),
+            "-",
+            f"<= {RSS_MAX_KB:g} KB",
+            _met(_le(ours["rss_growth_per_trigger_kb"]["median"], RSS_MAX_KB)),
+        ]
+    )
+    rows.append(
+        [
+            title,
+            "token grants (worst rep)",
+            str(ours["token_grants"]),
+            "-",
+            "-",
+            "1",
+            _met(ours["token_grants"] == 1),
+        ]
+    )
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    header = ["benchmark", "measure", "airflow-provider-dpc", "compared with", "ratio", "target", "met"]
+    body = rows(results)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    v = machine["versions"]
+    return (
+        f"{machine['nproc']} cores, {machine['cpu']}, {machine['os']}; Python {machine['python']}, "
+        f"Airflow {v.get('apache-airflow')}, httpx {v.get('httpx')}, aiohttp {v.get('aiohttp')}, "
+        f"apache-airflow-providers-http {v.get('apache-airflow-providers-http')}, "
+        f"apache-airflow-providers-dbt-cloud {v.get('apache-airflow-providers-dbt-cloud')}; "
+        f"load average at start {machine.get('load_average')}"
+    )

@@ -1,0 +1,247 @@
+"""A minimal, fast stand-in for the DPC API, for the triggerer benchmark: ``python -m benchmarks.server``.
+
+The emulator (Starlette and uvicorn) answers a status read in about a millisecond of its own CPU,
+so a burst of 1,000 polls would queue for a second and blur the detection delay being measured.
+This server is raw asyncio (uvloop when installed) and answers only what the benchmark sends:
+
+* ``POST /oauth/dpc/token``: a client-credentials grant (any credentials), counted;
+* ``GET /dpc/v1/projects/{p}/streaming-pipelines/{id}/status``: ``NOT_RUNNING`` until the
+  pipeline is sent START (or marked started), then ``SNAPSHOTTING`` until its flip moment and
+  ``STREAMING`` from then on. A request carrying ``x-bench-not-ready: 404`` gets a 404 before the
+  flip instead, which is what ``HttpSensorTrigger`` waits through;
+* ``POST .../commands``: ``START`` marks the pipeline started;
+* ``GET /_bench/stats``, ``POST /_bench/reset`` (counters and flips; tokens and started pipelines
+  stay), ``PUT /_bench/schedule`` (``{"default": epoch, "at": {pipeline_id: epoch}}``) and
+  ``PUT /_bench/started`` (a list of pipeline ids) to steer and observe it.
+
+API routes need a bearer token it issued. It prints ``listening on http://HOST:PORT`` once it
+accepts connections and exits when its parent process does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import time
+from collections import Counter
+from typing import Any
+
+READY_LINE = "listening on"
+API_PREFIX = b"/dpc/v1/projects/"
+REASONS = {200: b"OK", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed", 400: b"Bad Request"}
+_JSON = b"application/json"
+_MAX_HEAD = 64 * 1024
+
+
+class State:
+    """Tokens, counters and the moment each pipeline turns STREAMING (epoch seconds)."""
+
+    def __init__(self) -> None:
+        self.tokens: set[str] = set()
+        self.started: set[str] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        self.token_grants = 0
+        self.requests: Counter[str] = Counter()
+        self.default_flip = math.inf
+        self.flips: dict[str, float] = {}
+        self.connections_opened = 0
+        self.connections_closed = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "token_grants": self.token_grants,
+            "requests": dict(self.requests),
+            "status_reads": self.requests["GET status"],
+            "commands": self.requests["POST commands"],
+            "connections_opened": self.connections_opened,
+            "connections_closed": self.connections_closed,
+        }
+
+    def flip_at(self, pipeline_id: str) -> float:
+        return self.flips.get(pipeline_id, self.default_flip)
+
+
+STATE = State()
+
+
+def _response(status: int, body: bytes = b"", content_type: bytes = _JSON, close: bool = False) -> bytes:
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
+        status,
+        REASONS.get(status, b"Error"),
+        content_type,
+        len(body),
+    )
+    if close:
+        head += b"connection: close\r\n"
+    return head + b"\r\n" + body
+
+
+def _problem(status: int, detail: str) -> bytes:
+    return json.dumps({"status": status, "title": REASONS.get(status, b"Error").decode(), "detail": detail}).encode()
+
+
+def handle(method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> tuple[int, bytes]:
+    """Answer one request: ``(status, JSON body)``."""
+    path = path.split("?", 1)[0]
+    if path == "/oauth/dpc/token":
+        if method != "POST":
+            return 405, _problem(405, "POST only")
+        STATE.token_grants += 1
+        STATE.requests["POST token"] += 1
+        token = f"bench-token-{STATE.token_grants}-{os.urandom(6).hex()}"
+        STATE.tokens.add(token)
+        return 200, json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": 1800}).encode()
+    if path.startswith("/_bench/"):
+        return _admin(method, path, body)
+    if not path.startswith(API_PREFIX.decode()):
+        return 404, _problem(404, f"No route matches {path}")
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or token.strip() not in STATE.tokens:
+        STATE.requests["unauthorized"] += 1
+        return 401, _problem(401, "A valid bearer token is required")
+    parts = path.split("/")  # '', dpc, v1, projects, {p}, streaming-pipelines, {id}, status|commands
+    if len(parts) != 8 or parts[5] != "streaming-pipelines":
+        return 404, _problem(404, f"No route matches {path}")
+    pipeline_id, leaf = parts[6], parts[7]
+    if leaf == "status" and method == "GET":
+        STATE.requests["GET status"] += 1
+        if time.time() >= STATE.flip_at(pipeline_id):
+            return 200, b'{"status":"STREAMING"}'
+        if headers.get(b"x-bench-not-ready") == b"404":
+            return 404, _problem(404, f"Streaming pipeline {pipeline_id} is not streaming yet")
+        if pipeline_id in STATE.started:
+            return 200, b'{"status":"SNAPSHOTTING"}'
+        return 200, b'{"status":"NOT_RUNNING"}'
+    if leaf == "commands" and method == "POST":
+        STATE.requests["POST commands"] += 1
+        try:
+            command = json.loads(body or b"{}").get("command")
+        except (ValueError, AttributeError):
+            command = None
+        if command == "START":
+            STATE.started.add(pipeline_id)
+        elif command == "STOP":
+            STATE.started.discard(pipeline_id)
+        else:
+            return 400, _problem(400, "command must be START or STOP")
+        return 200, b""
+    return 405, _problem(405, f"{method} is not allowed on {path}")
+
+
+def _admin(method: str, path: str, body: bytes) -> tuple[int, bytes]:
+    if path == "/_bench/stats" and method == "GET":
+        return 200, json.dumps(STATE.stats()).encode()
+    if path == "/_bench/reset" and method == "POST":
+        STATE.reset()
+        return 200, b'{"status":"reset"}'
+    if path == "/_bench/schedule" and method == "PUT":
+        try:
+            data = json.loads(body or b"{}")
+            default = data.get("default")
+            STATE.default_flip = math.inf if default is None else float(default)
+            STATE.flips = {str(k): float(v) for k, v in (data.get("at") or {}).items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            return 400, _problem(400, f"bad schedule: {exc}")
+        return 200, json.dumps({"default": default, "pipelines": len(STATE.flips)}).encode()
+    if path == "/_bench/started" and method == "PUT":
+        try:
+            STATE.started.update(str(i) for i in json.loads(body or b"[]"))
+        except (ValueError, TypeError) as exc:
+            return 400, _problem(400, f"bad list of pipeline ids: {exc}")
+        return 200, json.dumps({"started": len(STATE.started)}).encode()
+    return 404, _problem(404, f"No admin route {method} {path}")
+
+
+class HttpProtocol(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive and pipelining; just enough for the benchmark's clients."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's
+        STATE.connections_opened += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.transport is not None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > _MAX_HEAD:
+                    self._reply(_response(400, _problem(400, "header too large"), close=True), close=True)
+                return
+            head = bytes(self.buffer[:end]).split(b"\r\n")
+            try:
+                method, target, _ = head[0].decode("latin-1").split(" ", 2)
+            except ValueError:
+                self._reply(_response(400, _problem(400, "bad request line"), close=True), close=True)
+                return
+            headers: dict[bytes, bytes] = {}
+            for line in head[1:]:
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get(b"content-length", b"0") or 0)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            del self.buffer[: end + 4 + length]
+            status, payload = handle(method, target, headers, body)
+            close = headers.get(b"connection", b"").lower() == b"close"
+            self._reply(_response(status, payload, close=close), close=close)
+
+    def _reply(self, data: bytes, close: bool) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+        if close:
+            self.transport.close()
+            self.transport = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        STATE.connections_closed += 1
+
+
+async def _exit_with_parent(stop: asyncio.Event) -> None:
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
+    stop.set()
+
+
+async def serve(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(HttpProtocol, host, port, backlog=4096, reuse_address=True)
+    bound = server.sockets[0].getsockname()[1]
+    print(f"{READY_LINE} http://{host}:{bound}", flush=True)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(_exit_with_parent(stop))
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        server.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.server", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    loop_factory = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+# Benchmarks: import cost, cost per call, triggerer scale and token reuse (see benchmarks/).
+# `make bench` installs the bench extra (the dbt Cloud and HTTP providers, aiohttp) into $(VENV),
+# runs every benchmark, prints one table and writes the figures to benchmarks/results/latest.json.
+# Pass options through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--only triggers --trigger-reps 1"`.
+BENCH_ARGS ?=
+
+.PHONY: bench
+
+$(VENV)/.bench-installed: pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[dev,bench]" "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)

@@ -1,0 +1,154 @@
+"""The benchmarks (``make bench``) at a tiny size, so their code keeps working.
+
+One run of every benchmark feeds the tests below, which check the figures' shape and counts only:
+timings depend on the machine and are never asserted here. Comparisons with other providers need
+the ``bench`` extra; without it they are skipped, and the parts that need only this package run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import report
+from benchmarks.__main__ import Sizes, run_all
+from benchmarks._common import has_aiohttp, has_dbt_cloud, has_http_provider
+
+TRIGGERS = 10
+CALLS, CALL_ROUNDS = 10, 2
+IMPORT_RUNS = 2
+TOKEN_HOOKS, TOKEN_CALLS = 2, 3
+
+needs_dbt_cloud = pytest.mark.skipif(
+    not has_dbt_cloud(), reason="the bench extra is not installed (apache-airflow-providers-dbt-cloud missing)"
+)
+needs_http_provider = pytest.mark.skipif(
+    not has_http_provider(), reason="the bench extra is not installed (apache-airflow-providers-http missing)"
+)
+needs_aiohttp = pytest.mark.skipif(not has_aiohttp(), reason="the bench extra is not installed (aiohttp missing)")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    variants = ["dpc"]
+    if has_http_provider():
+        variants.append("http_sensor")
+    if has_aiohttp():
+        variants += ["aiohttp_floor", "dpc_httpx"]  # with aiohttp installed, also run the httpx fallback
+    sizes = Sizes(
+        import_runs=IMPORT_RUNS,
+        import_warmup=False,
+        calls=CALLS,
+        call_rounds=CALL_ROUNDS,
+        triggers=TRIGGERS,
+        interval=0.3,
+        warmup=0.5,
+        window=0.3,
+        trigger_reps=1,
+        trigger_variants=variants,
+        token_hooks=TOKEN_HOOKS,
+        token_calls=TOKEN_CALLS,
+        workdir=Path(tmp_path_factory.mktemp("bench")),
+    )
+    return run_all(sizes)
+
+
+def _is_summary(value: Any, n: int) -> bool:
+    return isinstance(value, dict) and value["n"] == n and value["min"] <= value["median"] <= value["max"]
+
+
+def test_machine_is_described(results: dict[str, Any]) -> None:
+    machine = results["machine"]
+    assert machine["nproc"] >= 1
+    assert machine["cpu"]
+    assert machine["versions"]["apache-airflow"]
+
+
+def test_import_cost_of_ours(results: dict[str, Any]) -> None:
+    ours = results["imports"]["cases"]["dpc"]
+    assert _is_summary(ours["wall_ms"], IMPORT_RUNS)
+    assert _is_summary(ours["cpu_ms"], IMPORT_RUNS)
+    assert ours["new_modules"]["median"] > 0
+    assert "requests" not in ours["pulls_in"]
+
+
+@needs_dbt_cloud
+def test_import_cost_of_dbt_cloud_side_by_side(results: dict[str, Any]) -> None:
+    imports = results["imports"]
+    assert _is_summary(imports["cases"]["dbt_cloud"]["wall_ms"], IMPORT_RUNS)
+    assert imports["ratio_to_dbt_cloud"] > 0
+
+
+def test_cost_per_call_of_ours_and_raw_httpx(results: dict[str, Any]) -> None:
+    calls = results["calls"]
+    assert calls["calls"] == CALLS
+    for variant in ("dpc", "httpx_raw"):
+        figures = calls["variants"][variant]
+        assert figures["ok"] == CALLS, f"{variant}: every read answers NOT_RUNNING"
+        assert _is_summary(figures["cpu_us"], CALL_ROUNDS)
+    assert calls["variants"]["httpx_raw"]["ours_ratio"]["median"] > 0
+
+
+@needs_http_provider
+def test_cost_per_call_of_http_hook(results: dict[str, Any]) -> None:
+    figures = results["calls"]["variants"]["http_hook"]
+    assert figures["ok"] == CALLS
+    assert figures["ours_ratio"]["median"] > 0
+
+
+def _trigger_run_is_complete(figures: dict[str, Any]) -> None:
+    assert figures["events"] == TRIGGERS
+    assert figures["error_events"] == 0, figures["errors_seen"]
+    assert figures["missing_events"] == 0
+    assert figures["delay_p99_s"]["median"] >= figures["delay_p50_s"]["median"] > 0
+    assert figures["cpu_per_poll_us"]["median"] > 0
+    assert figures["polls_per_trigger"]["median"] >= 1
+
+
+def test_triggerer_scale_of_our_trigger(results: dict[str, Any]) -> None:
+    triggers = results["triggers"]
+    assert triggers["deferral"] == {
+        "deferred": TRIGGERS,
+        "sensor": TRIGGERS // 2,
+        "start": TRIGGERS // 2,
+        "seconds": triggers["deferral"]["seconds"],
+        "start_commands": TRIGGERS // 2,
+    }
+    ours = triggers["variants"]["dpc"]
+    _trigger_run_is_complete(ours)
+    assert ours["token_grants"] == 1
+    assert ours["unauthorized"] == 0
+    assert ours["rss_growth_per_trigger_kb"]["n"] == 1
+
+
+@needs_http_provider
+def test_triggerer_scale_of_http_sensor_trigger(results: dict[str, Any]) -> None:
+    _trigger_run_is_complete(results["triggers"]["variants"]["http_sensor"])
+
+
+@needs_aiohttp
+def test_triggerer_scale_of_the_floor_and_of_our_httpx_fallback(results: dict[str, Any]) -> None:
+    variants = results["triggers"]["variants"]
+    _trigger_run_is_complete(variants["aiohttp_floor"])
+    _trigger_run_is_complete(variants["dpc_httpx"])
+    assert variants["dpc_httpx"]["token_grants"] == 1
+
+
+def test_token_reuse(results: dict[str, Any]) -> None:
+    tokens = results["tokens"]
+    assert tokens["hooks"] == 2 * TOKEN_HOOKS
+    assert tokens["client_calls"] == tokens["api_calls"] == 2 * TOKEN_HOOKS * TOKEN_CALLS
+    assert tokens["token_grants"] == 1
+    assert tokens["calls_per_grant"] == tokens["api_calls"]
+
+
+def test_one_table_holds_every_benchmark(results: dict[str, Any]) -> None:
+    table = report.table(results)
+    lines = table.splitlines()
+    assert lines[0].startswith("| benchmark |")
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    for number in ("1 import cost", "2 cost per call", "3 triggerer", "4 token reuse"):
+        assert any(line.startswith(f"| {number}") for line in lines), number
+    assert report.machine_line(results["machine"])
