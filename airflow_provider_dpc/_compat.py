@@ -23,8 +23,6 @@ try:
 except ImportError:  # Airflow 2.11
     from airflow.exceptions import AirflowException, AirflowSkipException  # type: ignore
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
 
 async def aget_connection(conn_id: str) -> object:
     """Read a connection without blocking the triggerer's event loop."""

@@ -165,6 +165,9 @@ class DpcModel(BaseModel):
         populate_by_name=True,
         extra="allow",
         use_enum_values=False,
+        # Validators are built on first use, not at import: DAG files that import the operators
+        # are parsed far more often than a definition is validated.
+        defer_build=True,
     )
 
     @model_validator(mode="before")

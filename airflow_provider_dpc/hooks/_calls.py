@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -20,9 +22,15 @@ from airflow_provider_dpc.models import (
 
 MAX_PAGE_SIZE = 100
 
-_PROJECTS = TypeAdapter(Page[Project])
-_ENVIRONMENTS = TypeAdapter(Page[Environment])
-_PIPELINES = TypeAdapter(Page[StreamingPipeline])
+
+@cache
+def _page_of(item: Any) -> Callable[[Any], Any]:
+    # Built on first use rather than at import, which every DAG parse pays.
+    return TypeAdapter(Page[item]).validate_python
+
+
+def _parse_page(item: Any) -> Callable[[Any], Any]:
+    return lambda body: _page_of(item)(body)
 
 
 def _pipelines_path(project_id: str) -> str:
@@ -40,16 +48,16 @@ def _page_params(page: int, size: int) -> dict[str, int]:
 
 
 def list_projects(page: int, size: int) -> Call[Page[Project]]:
-    return Call("GET", "/v1/projects", _PROJECTS.validate_python, params=_page_params(page, size))
+    return Call("GET", "/v1/projects", _parse_page(Project), params=_page_params(page, size))
 
 
 def list_environments(project_id: str, page: int, size: int) -> Call[Page[Environment]]:
     path = f"/v1/projects/{check_uuid(project_id, 'project_id')}/environments"
-    return Call("GET", path, _ENVIRONMENTS.validate_python, params=_page_params(page, size))
+    return Call("GET", path, _parse_page(Environment), params=_page_params(page, size))
 
 
 def list_pipelines(project_id: str, page: int, size: int) -> Call[Page[StreamingPipeline]]:
-    return Call("GET", _pipelines_path(project_id), _PIPELINES.validate_python, params=_page_params(page, size))
+    return Call("GET", _pipelines_path(project_id), _parse_page(StreamingPipeline), params=_page_params(page, size))
 
 
 def get_pipeline(project_id: str, pipeline_id: str) -> Call[StreamingPipeline]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dpc.exceptions import DpcValidationError
 from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
 from airflow_provider_dpc.models import FieldError, check_uuid
 from airflow_provider_dpc.status import StatusWatch
-from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+
+if TYPE_CHECKING:
+    from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 
 PIPELINE_FIELDS = ("project_id", "project_name", "pipeline_id", "pipeline_name")
 
@@ -66,6 +68,9 @@ class PipelineTaskMixin:
 
     def status_trigger(self, watch: StatusWatch, poll_interval: float) -> DpcStreamingPipelineTrigger:
         """The trigger that carries ``watch`` on in the triggerer: ids, timings and retries, no secret."""
+        # Imported here: only a deferring task needs Airflow's trigger machinery, not a DAG parse.
+        from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+
         return DpcStreamingPipelineTrigger(
             dpc_conn_id=self.dpc_conn_id,
             project_id=watch.project_id,

@@ -7,7 +7,8 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-from airflow_provider_dpc._compat import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
 from airflow_provider_dpc.status import StatusGoal, StatusWatch
