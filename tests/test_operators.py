@@ -31,6 +31,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+from tests.task_runner import RecordingTI, first_event, run_task
 
 try:
     from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
@@ -44,40 +45,13 @@ PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 FAST = {"max_attempts": 5, "backoff_base": 0.05, "backoff_max": 0.2, "max_elapsed": 20}
 
 
-class RecordingTI:
-    """Stands in for the task instance: records XCom pushes."""
-
-    def __init__(self, try_number: int = 1) -> None:
-        self.try_number = try_number
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
 def guide_body(name: str) -> dict[str, Any]:
     body = json.loads((GUIDE / "create_request.json").read_text())
     body["name"] = name
     return body
 
 
-def run(operator: Any, ti: RecordingTI | None = None) -> Any:
-    """Execute like a worker would, following a deferral through the real trigger."""
-    context = {"ti": ti or RecordingTI()}
-    try:
-        return operator.execute(context)
-    except TaskDeferred as deferred:
-        trigger = deferred.trigger
-        kwargs = trigger.serialize()[1]
-        assert DpcStreamingPipelineTrigger(**kwargs).serialize() == trigger.serialize()
-        event = asyncio.run(_first_event(DpcStreamingPipelineTrigger(**kwargs)))
-        return getattr(operator, deferred.method_name)(context, event.payload)
-
-
-async def _first_event(trigger: DpcStreamingPipelineTrigger) -> Any:
-    async for event in trigger.run():
-        return event
-    raise AssertionError("the trigger yielded no event")
+run = run_task
 
 
 @pytest.fixture(autouse=True)
@@ -297,7 +271,7 @@ def test_trigger_reports_api_errors_as_an_event(fresh_emulator: Any, default_con
         started_at=time.time(),
         retry_policy=FAST,
     )
-    event = asyncio.run(_first_event(trigger)).payload
+    event = asyncio.run(first_event(trigger)).payload
     assert event["verdict"] == "error"
     assert "404" in event["message"]
 

@@ -14,7 +14,6 @@ and how many carry the flow's name.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import re
@@ -38,12 +37,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
     DpcStopStreamingPipelineOperator,
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
-from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
-
-try:
-    from airflow.sdk.exceptions import TaskDeferred
-except ImportError:  # Airflow 2.11
-    from airflow.exceptions import TaskDeferred  # type: ignore[no-redef,attr-defined,unused-ignore]
+from tests.task_runner import run_task
 
 PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 GUIDE = Path(__file__).parents[1] / "fixtures" / "guide" / "create_request.json"
@@ -114,35 +108,6 @@ class Case:
 
     def outcome(self, step: str) -> Expect:
         return self.expect.get(step, OK)
-
-
-class RecordingTI:
-    """Stands in for the task instance: records XCom pushes."""
-
-    def __init__(self, try_number: int = 1) -> None:
-        self.try_number = try_number
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
-def run_task(task: Any, ti: RecordingTI | None = None) -> Any:
-    """Execute like a worker would, following a deferral through the real trigger."""
-    context: dict[str, Any] = {"ti": ti or RecordingTI()}
-    try:
-        return task.execute(context)
-    except TaskDeferred as deferred:
-        trigger = deferred.trigger
-        kwargs = trigger.serialize()[1]
-        event = asyncio.run(_first_event(DpcStreamingPipelineTrigger(**kwargs)))
-        return getattr(task, deferred.method_name)(context, event.payload)
-
-
-async def _first_event(trigger: DpcStreamingPipelineTrigger) -> Any:
-    async for event in trigger.run():
-        return event
-    raise AssertionError("the trigger yielded no event")
 
 
 # ---- fault actions ------------------------------------------------------------------------------
