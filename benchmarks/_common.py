@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_dpc.emulator.process import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"  # the guide's project, served by the emulator
@@ -256,13 +258,7 @@ class BenchServer:
     def __exit__(self, *exc: object) -> None:
         self._http.close()
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
 
     @property
     def token_url(self) -> str:

@@ -60,6 +60,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 5) -> None:
+    """Terminate a server subprocess, killing it if it does not exit within ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 class EmulatorProcess:
     """The emulator in a subprocess, with helpers for its admin routes.
 
@@ -168,14 +180,7 @@ class EmulatorProcess:
             self._http.close()
             self._http = None
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
     def _command(self) -> list[str]:
         command = [sys.executable, "-m", "airflow_provider_dpc.emulator", "--host", self.host, "--port", str(self.port)]
