@@ -48,7 +48,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (  # noqa: E402
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor  # noqa: E402
 from tests.reliability.figures import figures  # noqa: E402
-from tests.reliability.flows import RecordingTI  # noqa: E402
+from tests.task_runner import RecordingTI  # noqa: E402
 
 PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 BASE = "http://dpc.offline/dpc"

@@ -19,8 +19,9 @@ from airflow_provider_dpc.exceptions import DpcApiError
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.operators.streaming_pipeline import DpcCreateStreamingPipelineOperator
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
-from tests.reliability.flows import PROJECT_ID, RecordingTI, definition
+from tests.reliability.flows import PROJECT_ID, definition
 from tests.reliability.leakguard import LeakGuard
+from tests.task_runner import RecordingTI
 
 
 @pytest.fixture
