@@ -552,7 +552,6 @@ class _SharedSession:
             await self.session.close()
 
 
-_AIOHTTP: list[ModuleType | None] = []
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -567,16 +566,14 @@ def _proxy_configured() -> bool:
     return any(os.environ.get(name) for name in _PROXY_VARIABLES)
 
 
+@functools.cache
 def _aiohttp() -> ModuleType | None:
     """The aiohttp module (3.10 or later), or None; imported on first async use, not with the hook."""
-    if not _AIOHTTP:
-        try:
-            import aiohttp
-        except ImportError:
-            _AIOHTTP.append(None)
-        else:
-            _AIOHTTP.append(aiohttp if hasattr(aiohttp, "ConnectionTimeoutError") else None)
-    return _AIOHTTP[0]
+    try:
+        import aiohttp
+    except ImportError:
+        return None
+    return aiohttp if hasattr(aiohttp, "ConnectionTimeoutError") else None
 
 
 _SSL_REPR = re.compile(r" ssl:<[^>]*>")
