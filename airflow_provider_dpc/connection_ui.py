@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+DEFAULT_CONN_NAME = "matillion_dpc_default"
 DEFAULT_REGION = "eu1"
 DEFAULT_TOKEN_URL = "https://id.core.matillion.com/oauth/dpc/token"
 DEFAULT_AUDIENCE = "https://api.matillion.com"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
+from typing import TYPE_CHECKING, NamedTuple
 
-from airflow_provider_dpc.models import FieldError, PipelineStatus
+if TYPE_CHECKING:
+    from airflow_provider_dpc.enums import PipelineStatus
 
 __all__ = [
     "DpcApiError",
@@ -24,7 +26,18 @@ __all__ = [
     "DpcServerError",
     "DpcTransportError",
     "DpcValidationError",
+    "FieldError",
 ]
+
+
+class FieldError(NamedTuple):
+    """One ``(field, message)`` pair, ``field`` a dotted camelCase path as the API names it."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
 class DpcError(Exception):

@@ -22,17 +22,14 @@ too). The Snowflake account identifier is normalised as OpenLineage's Snowflake 
 (``openlineage.common.provider.snowflake.fix_account_name``) does. Which of these facts are
 confirmed and which are inferred is written next to each function and in ``docs/lineage.md``.
 
-The operators report lineage through :class:`DefinitionLineageMixin` (create: the definition it was
-given) and :class:`FetchedPipelineLineageMixin` (start: the pipeline's definition, fetched once
-the task has finished). OpenLineage's classes are imported only inside
-``get_openlineage_facets_on_complete``, which only the OpenLineage provider calls, so nothing is
-imported or fetched when it is not installed; and a lineage error is logged, never raised, so it
-can never fail a task.
+The operators report these datasets through the mixins of
+:mod:`airflow_provider_dpc.operators._lineage`. OpenLineage's classes are imported only inside
+:func:`operator_lineage`, which only the OpenLineage provider's call leads to, so nothing is
+imported when it is not installed.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,9 +51,6 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
 __all__ = [
-    "LINEAGE_RETRY_POLICY",
-    "DefinitionLineageMixin",
-    "FetchedPipelineLineageMixin",
     "LineageDataset",
     "input_datasets",
     "operator_lineage",
@@ -64,11 +58,6 @@ __all__ = [
     "snowflake_account_identifier",
     "snowflake_table_name",
 ]
-
-log = logging.getLogger(__name__)
-
-# A lineage fetch happens after the task's work is done: it gets a short budget, never the task's.
-LINEAGE_RETRY_POLICY = {"max_attempts": 2, "backoff_base": 0.5, "backoff_max": 1.0, "max_elapsed": 15.0}
 
 
 @dataclass(frozen=True, order=True)
@@ -211,66 +200,3 @@ def operator_lineage(definition: StreamingPipelineDefinition) -> OperatorLineage
         inputs=[Dataset(namespace=d.namespace, name=d.name) for d in input_datasets(definition)],
         outputs=[Dataset(namespace=d.namespace, name=d.name) for d in output_datasets(definition)],
     )
-
-
-class _LineageMixin:
-    """``get_openlineage_facets_on_complete`` for an operator that knows its pipeline's definition."""
-
-    task_id: str
-    dpc_conn_id: str
-    project_id: str | None
-    project_name: str | None
-
-    def _lineage_definition(self) -> StreamingPipelineDefinition:
-        raise NotImplementedError
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
-        """Source tables as inputs, target tables or prefixes as outputs; None if they cannot be known.
-
-        Called by the OpenLineage provider after the task ends; any error is logged and swallowed.
-        """
-        try:
-            definition = self._lineage_definition()
-            return operator_lineage(definition)
-        except Exception as exc:
-            log.warning(
-                "%s: no OpenLineage inputs and outputs for this task (%s: %s)", self.task_id, type(exc).__name__, exc
-            )
-            return None
-
-    def _lineage_hook(self) -> Any:
-        from airflow_provider_dpc.hooks.dpc import DpcHook
-
-        return DpcHook(self.dpc_conn_id, retry_policy=LINEAGE_RETRY_POLICY)
-
-
-class DefinitionLineageMixin(_LineageMixin):
-    """Lineage from the operator's own ``definition`` argument: no API call.
-
-    With ``if_exists="reuse"`` an existing pipeline of the same name is taken to match it.
-    """
-
-    definition: Any
-
-    def _lineage_definition(self) -> StreamingPipelineDefinition:
-        from airflow_provider_dpc.models import validate_definition
-        from airflow_provider_dpc.operators.streaming_pipeline import _load_definition
-
-        return validate_definition(_load_definition(self.definition))
-
-
-class FetchedPipelineLineageMixin(_LineageMixin):
-    """Lineage from the pipeline as the API holds it, fetched once the task has finished."""
-
-    pipeline_id: str | None
-    pipeline_name: str | None
-
-    def _lineage_definition(self) -> StreamingPipelineDefinition:
-        hook = self._lineage_hook()
-        try:
-            project_id = hook.resolve_project_id(self.project_id, self.project_name)
-            pipeline_id = hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name)
-            definition: StreamingPipelineDefinition = hook.get_streaming_pipeline(project_id, pipeline_id).definition()
-            return definition
-        finally:
-            hook.close()

@@ -9,11 +9,10 @@ API added.
 
 from __future__ import annotations
 
-import enum
 import math
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -25,6 +24,17 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from airflow_provider_dpc.enums import (
+    DecimalMapping,
+    PipelineCommand,
+    PipelineStatus,
+    SecretType,
+    TablePrefixType,
+    TemporalMapping,
+    TransformationType,
+)
+from airflow_provider_dpc.exceptions import DpcValidationError, FieldError
 
 __all__ = [
     "AbsTarget",
@@ -61,80 +71,6 @@ __all__ = [
     "field_errors",
     "validate_definition",
 ]
-
-
-class _UpperEnum(enum.StrEnum):
-    """An API enum: sent upper case, accepted in any case."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> _UpperEnum | None:
-        if isinstance(value, str):
-            return cls.__members__.get(value.strip().upper().replace("-", "_"))
-        return None
-
-
-class PipelineStatus(_UpperEnum):
-    """A streaming pipeline's status.
-
-    Parsed case-insensitively (the guide shows ``streaming``, the API ``STREAMING``). A value this
-    version does not know is kept as it came, as a pseudo-member whose ``is_known`` is false, so a
-    new API status never crashes a running task.
-    """
-
-    STARTING = "STARTING"
-    SNAPSHOTTING = "SNAPSHOTTING"
-    STREAMING = "STREAMING"
-    STOPPING = "STOPPING"
-    NOT_RUNNING = "NOT_RUNNING"
-    UNKNOWN = "UNKNOWN"
-
-    @classmethod
-    def _missing_(cls, value: object) -> PipelineStatus:
-        known = super()._missing_(value)
-        if isinstance(known, PipelineStatus):
-            return known
-        text = str(value)
-        pseudo = str.__new__(cls, text)
-        pseudo._name_ = text
-        pseudo._value_ = text
-        return pseudo
-
-    @property
-    def is_known(self) -> bool:
-        return self.name in type(self).__members__
-
-
-class PipelineCommand(_UpperEnum):
-    START = "START"
-    STOP = "STOP"
-
-
-class SecretType(_UpperEnum):
-    AZURE_KEY_VAULT = "AZURE_KEY_VAULT"
-    AWS_SECRETS_MANAGER = "AWS_SECRETS_MANAGER"
-    GOOGLE_SECRET_MANAGER = "GOOGLE_SECRET_MANAGER"
-
-
-class TransformationType(_UpperEnum):
-    COPY_TABLE = "COPY_TABLE"
-    COPY_TABLE_SOFT_DELETE = "COPY_TABLE_SOFT_DELETE"
-    CHANGE_LOG = "CHANGE_LOG"
-
-
-class TablePrefixType(_UpperEnum):
-    PREFIX = "PREFIX"
-    SOURCE_DATABASE_AND_SCHEMA = "SOURCE_DATABASE_AND_SCHEMA"
-    NONE = "NONE"
-
-
-class TemporalMapping(_UpperEnum):
-    NATIVE = "NATIVE"
-    EPOCH = "EPOCH"
-
-
-class DecimalMapping(_UpperEnum):
-    LOGICAL = "LOGICAL"
-    LEGACY = "LEGACY"
 
 
 def _require_text(value: Any) -> Any:
@@ -392,14 +328,6 @@ class Problem(DpcModel):
     violations: list[str] | None = None
 
 
-class FieldError(NamedTuple):
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
 def _field_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     skip_tag = False
@@ -453,8 +381,6 @@ def validate_definition(definition: StreamingPipelineDefinition | Mapping[str, A
     file) and NaN or infinite numbers are refused here too, naming their fields, rather than
     failing while the request is built.
     """
-    from airflow_provider_dpc.exceptions import DpcValidationError
-
     if isinstance(definition, StreamingPipelineDefinition):
         checked = definition
     elif not isinstance(definition, Mapping):
@@ -512,8 +438,6 @@ def check_uuid(value: Any, field: str) -> str:
 
     Every id is checked before it goes into a URL, so a path-like value can never reach the API.
     """
-    from airflow_provider_dpc.exceptions import DpcValidationError
-
     try:
         return str(uuid.UUID(str(value)))
     except (ValueError, TypeError, AttributeError):

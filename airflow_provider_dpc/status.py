@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_provider_dpc import exceptions
+from airflow_provider_dpc.enums import PipelineStatus
 from airflow_provider_dpc.exceptions import DpcApiError, DpcPipelineStateError
-from airflow_provider_dpc.models import PipelineStatus
 
 HISTORY_LENGTH = 10
 

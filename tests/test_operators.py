@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -285,6 +288,33 @@ def test_operator_rejects_bad_arguments() -> None:
         DpcStartStreamingPipelineOperator(task_id="s", project_id=PROJECT_ID, dpc_retry_policy={"tries": 3})
     with pytest.raises(ValueError, match="poll_interval"):
         DpcStartStreamingPipelineOperator(task_id="s", project_id=PROJECT_ID, poll_interval=0)
+
+
+def test_declaring_tasks_builds_no_hook_models_or_trigger() -> None:
+    """A DAG parse pays for the operators and the sensor only: their checks need none of the rest."""
+    code = f"""
+import sys
+from airflow import DAG
+from airflow_provider_dpc.operators.streaming_pipeline import (
+    DpcCreateStreamingPipelineOperator, DpcDeleteStreamingPipelineOperator,
+    DpcStartStreamingPipelineOperator, DpcStopStreamingPipelineOperator,
+)
+from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
+with DAG("parse_only", schedule=None):
+    DpcCreateStreamingPipelineOperator(task_id="c", project_id="{PROJECT_ID}", definition={{}}, if_exists="reuse")
+    DpcStartStreamingPipelineOperator(
+        task_id="s", project_name="p", pipeline_name="x", dpc_retry_policy={{"max_attempts": 2}}
+    )
+    DpcStopStreamingPipelineOperator(task_id="t", project_name="p", pipeline_name="x", deferrable=True)
+    DpcDeleteStreamingPipelineOperator(task_id="d", project_name="p", pipeline_name="x")
+    DpcStreamingPipelineSensor(task_id="w", project_name="p", pipeline_name="x", target_status=["streaming"])
+heavy = ("airflow_provider_dpc.hooks.dpc", "airflow_provider_dpc.models", "airflow_provider_dpc.lineage",
+         "airflow_provider_dpc.triggers.streaming_pipeline")
+print(sorted(m for m in heavy if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], env=os.environ.copy(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_retry_policy_round_trips() -> None:

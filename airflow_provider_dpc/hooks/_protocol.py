@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import email.utils
 import json
-import random
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -28,8 +27,10 @@ from airflow_provider_dpc.exceptions import (
     DpcAuthenticationError,
     DpcTransportError,
     DpcValidationError,
+    FieldError,
 )
-from airflow_provider_dpc.models import FieldError, Problem
+from airflow_provider_dpc.hooks._retry import RetryPolicy
+from airflow_provider_dpc.models import Problem
 
 T = TypeVar("T")
 
@@ -37,46 +38,6 @@ USER_AGENT = f"airflow-provider-dpc/{__version__}"
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 # Errors raised before the request reached the server: always safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long to keep trying a call that met a 429, a 502/503/504 or a broken connection.
-
-    The defaults ride out the API's documented rate limit (Matillion recommends long backoff and at
-    least five retries). The policy is plain data so that it travels with a deferred trigger.
-    """
-
-    max_attempts: int = 8
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    max_elapsed: float = 600.0
-
-    def __post_init__(self) -> None:
-        for name in ("backoff_base", "backoff_max", "max_elapsed"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"RetryPolicy.{name} must not be negative, got {getattr(self, name)}")
-        if self.max_attempts < 1:
-            raise ValueError(f"RetryPolicy.max_attempts must be at least 1, got {self.max_attempts}")
-
-    @classmethod
-    def coerce(cls, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
-        if value is None:
-            return cls()
-        if isinstance(value, RetryPolicy):
-            return value
-        unknown = set(value) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown retry_policy keys: {sorted(unknown)}")
-        return cls(**value)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter for the wait after ``attempt`` (1-based)."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True)

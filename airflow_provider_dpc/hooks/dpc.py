@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import httpx
 
 from airflow_provider_dpc import _compat
+from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.exceptions import (
     DpcApiError,
     DpcConflictError,
@@ -25,6 +26,7 @@ from airflow_provider_dpc.exceptions import (
     DpcServerError,
     DpcTransportError,
     DpcValidationError,
+    FieldError,
 )
 from airflow_provider_dpc.hooks import _calls
 from airflow_provider_dpc.hooks._protocol import (
@@ -36,15 +38,14 @@ from airflow_provider_dpc.hooks._protocol import (
     Fail,
     RawAnswer,
     Retry,
-    RetryPolicy,
     judge,
     judge_error,
     token_call,
     token_error,
 )
+from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.models import (
     Environment,
-    FieldError,
     PipelineCommand,
     PipelineStatus,
     Project,
@@ -77,7 +78,7 @@ class DpcHook(_compat.BaseHook):
     """
 
     conn_name_attr = "dpc_conn_id"
-    default_conn_name = "matillion_dpc_default"
+    default_conn_name = DEFAULT_CONN_NAME
     conn_type = "matillion_dpc"
     hook_name = "Matillion DPC"
 

@@ -1,4 +1,9 @@
-"""What the operators and the sensor share: their connection, project and pipeline, and deferral."""
+"""What the operators and the sensor share: their connection, project and pipeline, and deferral.
+
+Every DAG parse imports the operator and sensor modules, so they import only what declaring a task
+needs (its arguments are checked there); the hook, the models and the trigger are imported when a
+task runs.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dpc.exceptions import DpcValidationError
-from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
-from airflow_provider_dpc.models import FieldError, check_uuid
-from airflow_provider_dpc.status import StatusWatch
+from airflow_provider_dpc.exceptions import DpcValidationError, FieldError
+from airflow_provider_dpc.hooks._retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from airflow_provider_dpc.hooks.dpc import DpcHook
+    from airflow_provider_dpc.status import StatusWatch
     from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 
 PIPELINE_FIELDS = ("project_id", "project_name", "pipeline_id", "pipeline_name")
@@ -52,12 +57,18 @@ class PipelineTaskMixin:
 
     @cached_property
     def hook(self) -> DpcHook:
+        from airflow_provider_dpc.hooks.dpc import DpcHook
+
         return DpcHook(self.dpc_conn_id, retry_policy=self.dpc_retry_policy)
 
     def resolve_project(self) -> str:
+        from airflow_provider_dpc.models import check_uuid
+
         return check_uuid(self.hook.resolve_project_id(self.project_id, self.project_name), "project_id")
 
     def resolve_pipeline(self, project_id: str) -> str:
+        from airflow_provider_dpc.models import check_uuid
+
         if not (self.pipeline_id or self.pipeline_name):
             raise DpcValidationError(
                 f"{self.task_id}: give pipeline_id or pipeline_name",
@@ -68,7 +79,6 @@ class PipelineTaskMixin:
 
     def status_trigger(self, watch: StatusWatch, poll_interval: float) -> DpcStreamingPipelineTrigger:
         """The trigger that carries ``watch`` on in the triggerer: ids, timings and retries, no secret."""
-        # Imported here: only a deferring task needs Airflow's trigger machinery, not a DAG parse.
         from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 
         return DpcStreamingPipelineTrigger(

@@ -6,24 +6,22 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
 from airflow_provider_dpc._compat import BaseOperator, Context, conf
-from airflow_provider_dpc.exceptions import DpcConflictError, DpcNotFoundError, DpcValidationError
-from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
-from airflow_provider_dpc.lineage import DefinitionLineageMixin, FetchedPipelineLineageMixin
+from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
+from airflow_provider_dpc.enums import PipelineCommand, PipelineStatus
+from airflow_provider_dpc.exceptions import DpcConflictError, DpcNotFoundError, DpcValidationError, FieldError
+from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL, DpcStreamingPipelineLink, pipeline_url
-from airflow_provider_dpc.models import (
-    FieldError,
-    PipelineCommand,
-    PipelineStatus,
-    StreamingPipelineDefinition,
-    validate_definition,
-)
 from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
+from airflow_provider_dpc.operators._lineage import DefinitionLineageMixin, FetchedPipelineLineageMixin
 from airflow_provider_dpc.status import StatusGoal, StatusWatch, WaitResult, conclude
+
+if TYPE_CHECKING:
+    from airflow_provider_dpc.models import StreamingPipelineDefinition
 
 __all__ = [
     "DpcCreateStreamingPipelineOperator",
@@ -46,7 +44,7 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
     def __init__(
         self,
         *,
-        dpc_conn_id: str = DpcHook.default_conn_name,
+        dpc_conn_id: str = DEFAULT_CONN_NAME,
         project_id: str | None = None,
         project_name: str | None = None,
         pipeline_id: str | None = None,
@@ -130,6 +128,8 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
         self.if_exists = if_exists
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_dpc.models import validate_definition
+
         definition = validate_definition(_load_definition(self.definition))
         project_id = self.resolve_project()
         existing = self.hook.find_streaming_pipeline_by_name(project_id, definition.name)

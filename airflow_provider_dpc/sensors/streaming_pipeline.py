@@ -8,9 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_dpc._compat import AirflowSkipException, BaseSensorOperator, Context, conf
+from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
+from airflow_provider_dpc.enums import PipelineStatus
 from airflow_provider_dpc.exceptions import DpcError, DpcPipelineStateError
-from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
-from airflow_provider_dpc.models import PipelineStatus
+from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.status import StatusGoal, StatusWatch, Verdict, WaitResult, conclude
 
@@ -39,7 +40,7 @@ class DpcStreamingPipelineSensor(PipelineTaskMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        dpc_conn_id: str = DpcHook.default_conn_name,
+        dpc_conn_id: str = DEFAULT_CONN_NAME,
         project_id: str | None = None,
         project_name: str | None = None,
         pipeline_id: str | None = None,
