@@ -52,10 +52,6 @@ def has_http_provider() -> bool:
     return installed("airflow.providers.http") and installed("aiohttp")
 
 
-def has_aiohttp() -> bool:
-    return installed("aiohttp")
-
-
 def version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)

@@ -21,7 +21,7 @@ The run has three windows, and the client's CPU time is read at their edges:
 Besides the CPU per poll of the polling window and of the whole run (all-in), the fixed costs are
 given per trigger: start-up and end (each window's CPU less its polls at the steady cost).
 
-Variants: ``dpc`` (our trigger; aiohttp transport when installed), ``dpc_httpx`` (our trigger
+Variants: ``dpc`` (our trigger, on its aiohttp transport), ``dpc_httpx`` (our trigger
 forced onto ``httpx.AsyncClient``), ``http_sensor`` (the HTTP provider's ``HttpSensorTrigger`` on
 the same URLs, answered 404 until the flip) and ``aiohttp_floor`` (a bare loop over one shared
 ``aiohttp.ClientSession``: the practical floor in Python).
@@ -55,7 +55,6 @@ from benchmarks._common import (
     connections_env,
     emit,
     grant_token,
-    has_aiohttp,
     has_http_provider,
     percentile,
     pipeline_ids,
@@ -72,7 +71,6 @@ TRIGGERER_MODULES = (
     "airflow.providers.http.triggers.http",
     "aiohttp",
 )
-DEFAULT_VARIANTS = ("dpc", "http_sensor", "aiohttp_floor")
 LABELS = {
     "dpc": "DpcStreamingPipelineTrigger",
     "dpc_httpx": "DpcStreamingPipelineTrigger on httpx.AsyncClient",
@@ -81,9 +79,8 @@ LABELS = {
 }
 
 
-def available_variants(wanted: tuple[str, ...] = DEFAULT_VARIANTS) -> list[str]:
-    missing = {"http_sensor": not has_http_provider(), "aiohttp_floor": not has_aiohttp()}
-    return [v for v in wanted if not missing.get(v, False)]
+def available_variants(wanted: tuple[str, ...] = VARIANTS) -> list[str]:
+    return [v for v in wanted if v != "http_sensor" or has_http_provider()]
 
 
 def run(
@@ -481,8 +478,6 @@ def _main() -> None:
     # the modules loaded are alike, and only what each variant does per trigger and per poll differs.
     for module in TRIGGERER_MODULES:
         if module == "airflow.providers.http.triggers.http" and not has_http_provider():
-            continue
-        if module == "aiohttp" and not has_aiohttp():
             continue
         importlib.import_module(module)
     records = json.loads(args.triggers.read_text(encoding="utf-8"))

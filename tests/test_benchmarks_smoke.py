@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import report
 from benchmarks.__main__ import Sizes, run_all
-from benchmarks._common import has_aiohttp, has_dbt_cloud, has_http_provider
+from benchmarks._common import has_dbt_cloud, has_http_provider
 
 TRIGGERS = 10
 CALLS, CALL_ROUNDS = 10, 2
@@ -27,16 +27,13 @@ needs_dbt_cloud = pytest.mark.skipif(
 needs_http_provider = pytest.mark.skipif(
     not has_http_provider(), reason="the bench extra is not installed (apache-airflow-providers-http missing)"
 )
-needs_aiohttp = pytest.mark.skipif(not has_aiohttp(), reason="the bench extra is not installed (aiohttp missing)")
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    variants = ["dpc"]
+    variants = ["dpc", "aiohttp_floor", "dpc_httpx"]  # dpc_httpx: the hook's httpx transport
     if has_http_provider():
         variants.append("http_sensor")
-    if has_aiohttp():
-        variants += ["aiohttp_floor", "dpc_httpx"]  # with aiohttp installed, also run the httpx fallback
     sizes = Sizes(
         import_runs=IMPORT_RUNS,
         import_warmup=False,
@@ -128,7 +125,6 @@ def test_triggerer_scale_of_http_sensor_trigger(results: dict[str, Any]) -> None
     _trigger_run_is_complete(results["triggers"]["variants"]["http_sensor"])
 
 
-@needs_aiohttp
 def test_triggerer_scale_of_the_floor_and_of_our_httpx_fallback(results: dict[str, Any]) -> None:
     variants = results["triggers"]["variants"]
     _trigger_run_is_complete(variants["aiohttp_floor"])

@@ -258,6 +258,27 @@ def test_async_status_shares_the_token(hook: DpcHook, fresh_emulator: Any) -> No
     assert grants(fresh_emulator) == 1
 
 
+@pytest.mark.parametrize(
+    ("transport", "proxy", "client"),
+    [("auto", False, "_AiohttpClient"), ("httpx", False, "_HttpxAsyncClient"), ("auto", True, "_HttpxAsyncClient")],
+)
+def test_async_transport(
+    hook: DpcHook, fresh_emulator: Any, monkeypatch: pytest.MonkeyPatch, transport: str, proxy: bool, client: str
+) -> None:
+    """aiohttp carries async calls, unless told otherwise or a proxy is configured: httpx honours it."""
+    monkeypatch.setattr(DpcHook, "async_transport", transport)
+    if proxy:  # a proxy that is not there, bypassed for the emulator as NO_PROXY says
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    pipeline_id = hook.create_streaming_pipeline(PROJECT_ID, guide_body("transport")).streaming_pipeline_id
+
+    async def read() -> tuple[str, PipelineStatus]:
+        async with DpcHook(hook.dpc_conn_id, retry_policy=FAST) as async_hook:
+            return type(async_hook._aclient).__name__, await async_hook.aget_status(PROJECT_ID, pipeline_id)
+
+    assert asyncio.run(read()) == (client, PipelineStatus.NOT_RUNNING)
+
+
 def test_async_methods_need_the_context_manager(hook: DpcHook) -> None:
     with pytest.raises(RuntimeError, match="async with hook"):
         asyncio.run(hook.aget_status(PROJECT_ID, str(uuid.uuid4())))

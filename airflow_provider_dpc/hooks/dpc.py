@@ -83,11 +83,10 @@ class DpcHook(_compat.BaseHook):
     hook_name = "Matillion DPC"
 
     #: What the async client of an ``async with hook:`` block sends through. ``"auto"`` uses aiohttp
-    #: when it is installed (the HTTP provider brings it) and no proxy is configured in the
-    #: environment: the block's client then shares its event loop's connection pool (no pool limit,
-    #: so a triggerer's thousand triggers never wait for a connection) and costs a fifth or less of
-    #: the CPU per poll of ``httpx.AsyncClient`` (see README, Benchmarks). ``"httpx"`` always uses
-    #: ``httpx.AsyncClient``.
+    #: unless a proxy is configured in the environment: the block's client then shares its event
+    #: loop's connection pool (no pool limit, so a triggerer's thousand triggers never wait for a
+    #: connection) and costs a fifth or less of the CPU per poll of ``httpx.AsyncClient`` (see
+    #: README, Benchmarks). ``"httpx"`` always uses ``httpx.AsyncClient``, as a proxy does.
     async_transport: ClassVar[Literal["auto", "httpx"]] = "auto"
 
     def __init__(
@@ -148,9 +147,8 @@ class DpcHook(_compat.BaseHook):
         if self._settings is None:
             self._settings = self._read_settings(await _compat.aget_connection(self.dpc_conn_id))
         if self._aclient is None:
-            aiohttp = _aiohttp() if self.async_transport == "auto" else None
-            if aiohttp is not None and not _proxy_configured():
-                self._aclient = _AiohttpClient(aiohttp, self._settings)
+            if self.async_transport == "auto" and not _proxy_configured():
+                self._aclient = _AiohttpClient(_aiohttp(), self._settings)
             else:
                 self._aclient = _HttpxAsyncClient(self._settings)
         return self
@@ -568,13 +566,11 @@ def _proxy_configured() -> bool:
 
 
 @functools.cache
-def _aiohttp() -> ModuleType | None:
-    """The aiohttp module (3.10 or later), or None; imported on first async use, not with the hook."""
-    try:
-        import aiohttp
-    except ImportError:
-        return None
-    return aiohttp if hasattr(aiohttp, "ConnectionTimeoutError") else None
+def _aiohttp() -> ModuleType:
+    """The aiohttp module, imported on first async use: a worker's hook never needs it."""
+    import aiohttp
+
+    return aiohttp
 
 
 _SSL_REPR = re.compile(r" ssl:<[^>]*>")
