@@ -21,6 +21,7 @@ from airflow_provider_dpc.exceptions import (
     DpcConflictError,
     DpcNotFoundError,
     DpcPipelineStateError,
+    DpcServerError,
     DpcValidationError,
 )
 from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
@@ -241,6 +242,34 @@ def test_sensor_fails_when_the_pipeline_dies(
 def test_sensor_soft_fail_skips(pipeline: str, deferrable: bool) -> None:
     with pytest.raises(AirflowSkipException, match="NOT_RUNNING"):
         run(sensor(pipeline, deferrable=deferrable, soft_fail=True))
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_sensor_soft_fail_skips_on_an_api_error(pipeline: str, fresh_emulator: Any, deferrable: bool) -> None:
+    fresh_emulator.set_faults(server_errors={"count": 1000, "status": 503})
+    with pytest.raises(AirflowSkipException, match=f"could not read the status of streaming pipeline {pipeline}"):
+        run(sensor(pipeline, deferrable=deferrable, soft_fail=True))
+
+
+def test_a_status_read_error_reads_the_same_polled_and_deferred(
+    hook: DpcHook, pipeline: str, fresh_emulator: Any
+) -> None:
+    fresh_emulator.configure(starting_seconds=30)
+    hook.send_command(PROJECT_ID, pipeline, "start")
+    polled, deferred = sensor(pipeline), sensor(pipeline, deferrable=True)
+    assert polled.poke({}) is False
+    with pytest.raises(TaskDeferred) as deferral:
+        deferred.execute({"ti": RecordingTI()})
+    fresh_emulator.set_faults(server_errors={"count": 1000, "status": 503})
+    with pytest.raises(DpcServerError) as from_poke:
+        polled.poke({})
+    event = asyncio.run(first_event(deferral.value.trigger)).payload
+    with pytest.raises(DpcServerError) as from_trigger:
+        deferred.execute_complete({}, event)
+    assert str(from_poke.value) == str(from_trigger.value)
+    assert str(from_poke.value).startswith(f"could not read the status of streaming pipeline {pipeline}")
+    assert "503 Service Unavailable" in str(from_poke.value)
+    assert "recent statuses: STARTING" in str(from_poke.value)
 
 
 def test_deferred_sensor_times_out_in_the_trigger(hook: DpcHook, pipeline: str, fresh_emulator: Any) -> None:

@@ -7,16 +7,17 @@ task runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dpc.exceptions import DpcValidationError, FieldError
+from airflow_provider_dpc.exceptions import DpcError, DpcValidationError, FieldError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from airflow_provider_dpc.hooks.dpc import DpcHook
-    from airflow_provider_dpc.status import StatusWatch
+    from airflow_provider_dpc.status import StatusWatch, WaitResult
     from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 
 PIPELINE_FIELDS = ("project_id", "project_name", "pipeline_id", "pipeline_name")
@@ -76,6 +77,18 @@ class PipelineTaskMixin:
             )
         pipeline_id = self.hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name)
         return check_uuid(pipeline_id, "pipeline_id")
+
+    def read_status(self, watch: StatusWatch) -> WaitResult | None:
+        """Read the status once and let ``watch`` judge it: the result once the wait is over, else None.
+
+        An API error (after the hook's retries) ends the wait as it does in the triggerer, so a
+        polling task fails, or skips with ``soft_fail``, with the same message as a deferred one.
+        """
+        try:
+            status = self.hook.get_status(watch.project_id, watch.pipeline_id)
+        except DpcError as exc:
+            return watch.error(exc, time.time())
+        return watch.observe(status, time.time())
 
     def status_trigger(self, watch: StatusWatch, poll_interval: float) -> DpcStreamingPipelineTrigger:
         """The trigger that carries ``watch`` on in the triggerer: ids, timings and retries, no secret."""

@@ -79,8 +79,7 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
             # The trigger enforces the deadline and reports back, so execute_complete always runs.
             self.defer(trigger=self.status_trigger(watch, self.poll_interval), method_name="execute_complete")
         while True:
-            now = time.time()
-            result = watch.observe(self.hook.get_status(project_id, pipeline_id), now)
+            result = self.read_status(watch)
             if result is not None:
                 return self._finish(context, result)
             self.log.info("pipeline %s is %s; waiting for %s", pipeline_id, watch.history[-1], goal.describe())
@@ -205,7 +204,7 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperato
         watch = StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=now + (self.timeout or 600))
         self.log.info("pipeline %s is STOPPING; waiting for it to stop before START", pipeline_id)
         while True:
-            result = watch.observe(self.hook.get_status(project_id, pipeline_id), time.time())
+            result = self.read_status(watch)
             if result is not None:
                 return conclude(result)
             time.sleep(watch.next_poll(min(self.poll_interval, 5.0), time.time()))

@@ -76,15 +76,14 @@ class DpcStreamingPipelineSensor(PipelineTaskMixin, BaseSensorOperator):
         # Poke mode leaves the timeout to BaseSensorOperator; deferred, the trigger enforces it.
         watch = self._start_watch(timeout=_seconds(self.timeout))
         # One read first: a pipeline that already streams costs no trip through the triggerer.
-        if self._settle(watch.observe(self.hook.get_status(watch.project_id, watch.pipeline_id), time.time())):
+        if self._settle(self.read_status(watch)):
             return None
         self.defer(trigger=self.status_trigger(watch, _seconds(self.poke_interval)), method_name="execute_complete")
 
     def poke(self, context: Context) -> bool:
         if self._watch is None:
             self._watch = self._start_watch()
-        watch = self._watch
-        return self._settle(watch.observe(self.hook.get_status(watch.project_id, watch.pipeline_id), time.time()))
+        return self._settle(self.read_status(self._watch))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
         self._settle(WaitResult.from_event(event))

@@ -17,10 +17,11 @@ from airflow_provider_dpc.status import StatusGoal, StatusWatch
 class DpcStreamingPipelineTrigger(BaseTrigger):
     """Polls a pipeline's status until it reaches a target or failure status, or the deadline passes.
 
-    Fully async: the connection is read through Airflow's async path and one ``httpx.AsyncClient``
-    serves the whole run. Its kwargs hold ids, the connection id, timings and the retry policy,
-    never a secret. It yields exactly one event, a :class:`~airflow_provider_dpc.status.WaitResult`,
-    which the deferring task reads with the same function a poke uses.
+    Fully async: the connection is read through Airflow's async path and one async client (see
+    :attr:`DpcHook.async_transport`) serves the whole run. Its kwargs hold ids, the connection id,
+    timings and the retry policy, never a secret. It yields exactly one event, a
+    :class:`~airflow_provider_dpc.status.WaitResult`, which the deferring task reads with the same
+    function a poke uses.
 
     :param goal: target and failure statuses and the grace period, as ``StatusGoal.to_dict()``.
     :param started_at: epoch seconds when the wait began (the grace period counts from it).
