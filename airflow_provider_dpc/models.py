@@ -101,8 +101,8 @@ class DpcModel(BaseModel):
         populate_by_name=True,
         extra="allow",
         use_enum_values=False,
-        # Validators are built on first use, not at import: DAG files that import the operators
-        # are parsed far more often than a definition is validated.
+        # Validators are built on first use, not at import: a task or trigger that only reads
+        # statuses never needs the definition's.
         defer_build=True,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from airflow_provider_dpc import exceptions
@@ -93,11 +93,12 @@ class WaitResult:
     # error as a polling one (DpcTransportError, DpcNotFoundError...).
     error_type: str | None = None
     status_code: int | None = None
+    # The API error itself, where the wait ran (polling): raised as the cause. Not in the event.
+    cause: Exception | None = field(default=None, repr=False, compare=False)
 
     def to_event(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["verdict"] = str(self.verdict)
-        data["goal"] = self.goal.to_dict()
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cause"}
+        data.update(verdict=str(self.verdict), goal=self.goal.to_dict(), history=list(self.history))
         return data
 
     @classmethod
@@ -157,6 +158,7 @@ class StatusWatch:
         result = self._result(Verdict.ERROR, now, status, message=f"{type(exc).__name__}: {exc}")
         result.error_type = type(exc).__name__
         result.status_code = getattr(exc, "status_code", None)
+        result.cause = exc
         return result
 
     def next_poll(self, interval: float, now: float) -> float:
@@ -199,7 +201,7 @@ def conclude(result: WaitResult, *, what: str = "streaming pipeline") -> Pipelin
             f"could not read the status of {name} while waiting for {result.goal.describe()}: "
             f"{result.message}; recent statuses: {seen}"
         )
-        raise _api_error_class(result.error_type)(text, status_code=result.status_code)
+        raise _api_error_class(result.error_type)(text, status_code=result.status_code) from result.cause
     raise DpcPipelineStateError(text, pipeline_id=result.pipeline_id, statuses=result.history)
 
 

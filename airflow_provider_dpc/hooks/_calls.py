@@ -25,7 +25,7 @@ MAX_PAGE_SIZE = 100
 
 @cache
 def _page_of(item: Any) -> Callable[[Any], Any]:
-    # Built on first use rather than at import, which every DAG parse pays.
+    # Built on first use rather than at import: most tasks and triggers never list a page.
     return TypeAdapter(Page[item]).validate_python
 
 

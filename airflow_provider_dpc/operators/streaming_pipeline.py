@@ -8,8 +8,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
-
 from airflow_provider_dpc._compat import BaseOperator, Context, conf
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import PipelineCommand, PipelineStatus
@@ -285,6 +283,8 @@ class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
 
 def _load_definition(value: Any) -> Any:
     """The definition as a dict or model; a string is a rendered ``.json`` template or a file path."""
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel | Mapping):
         return value
     if isinstance(value, str):

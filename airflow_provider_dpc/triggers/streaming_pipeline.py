@@ -10,7 +10,8 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_dpc.exceptions import DpcError
-from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
+from airflow_provider_dpc.hooks._retry import RetryPolicy
+from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.status import StatusGoal, StatusWatch
 
 
