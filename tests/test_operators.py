@@ -272,7 +272,8 @@ def test_a_status_read_error_reads_the_same_polled_and_deferred(
     assert "recent statuses: STARTING" in str(from_poke.value)
     # Polled, the API's own error (method, path, problem fields) stays attached as the cause.
     cause = from_poke.value.__cause__
-    assert isinstance(cause, DpcServerError) and cause.path and cause.path.endswith(f"{pipeline}/status")
+    assert isinstance(cause, DpcServerError)
+    assert (cause.path or "").endswith(f"{pipeline}/status")
 
 
 def test_deferred_sensor_times_out_in_the_trigger(hook: DpcHook, pipeline: str, fresh_emulator: Any) -> None:
