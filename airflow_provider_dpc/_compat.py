@@ -19,9 +19,9 @@ except ImportError:  # Airflow 2.11
     AIRFLOW_V3 = False
 
 try:
-    from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 except ImportError:  # Airflow 2.11
-    from airflow.exceptions import AirflowException, AirflowSkipException  # type: ignore
+    from airflow.exceptions import AirflowSkipException  # type: ignore
 
 
 async def aget_connection(conn_id: str) -> object:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_CONN_NAME = "matillion_dpc_default"
+CONN_TYPE = "matillion_dpc"
+HOOK_NAME = "Matillion DPC"
+DEFAULT_CONN_NAME = f"{CONN_TYPE}_default"
 DEFAULT_REGION = "eu1"
 DEFAULT_TOKEN_URL = "https://id.core.matillion.com/oauth/dpc/token"
 DEFAULT_AUDIENCE = "https://api.matillion.com"
@@ -82,9 +84,9 @@ EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
 def provider_connection_type() -> dict[str, Any]:
     """The connection type entry of ``get_provider_info`` (provider.yaml's declarative form)."""
     return {
-        "connection-type": "matillion_dpc",
+        "connection-type": CONN_TYPE,
         "hook-class-name": "airflow_provider_dpc.hooks.dpc.DpcHook",
-        "hook-name": "Matillion DPC",
+        "hook-name": HOOK_NAME,
         "ui-field-behaviour": {
             "hidden-fields": HIDDEN_FIELDS,
             "relabeling": RELABELING,

@@ -21,6 +21,7 @@ from airflow_provider_dpc.hooks._protocol import (
     judge,
     judge_error,
     retry_after,
+    token_call,
 )
 from airflow_provider_dpc.models import PipelineStatus, check_uuid, validate_definition
 
@@ -133,6 +134,7 @@ def test_connection_settings_from_region_and_prefixed_extras() -> None:
     assert settings.audience == "https://api.matillion.com"
     assert settings.timeout == 12.0
     assert "secret" not in repr(settings)
+    assert "secret" not in repr(token_call(settings))  # the grant's form holds it
 
 
 def test_connection_settings_reject_a_bad_timeout_naming_it() -> None:

@@ -26,6 +26,8 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from airflow_provider_dpc.connection_ui import CONN_TYPE
+
 __all__ = ["EmulatorProcess", "EmulatorStartError"]
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +47,6 @@ _OPTIONS = frozenset(
         "log_level",
     }
 )
-CONN_TYPE = "matillion_dpc"
 _LISTENING = "DPC emulator listening on"  # the line the command prints once it serves
 
 

@@ -21,7 +21,13 @@ import httpx
 from pydantic import ValidationError
 
 from airflow_provider_dpc import __version__
-from airflow_provider_dpc.connection_ui import DEFAULT_APP_URL, DEFAULT_AUDIENCE, DEFAULT_REGION, DEFAULT_TOKEN_URL
+from airflow_provider_dpc.connection_ui import (
+    CONN_TYPE,
+    DEFAULT_APP_URL,
+    DEFAULT_AUDIENCE,
+    DEFAULT_REGION,
+    DEFAULT_TOKEN_URL,
+)
 from airflow_provider_dpc.exceptions import (
     DpcApiError,
     DpcAuthenticationError,
@@ -60,7 +66,7 @@ class ConnectionSettings:
     def from_connection(cls, conn: Any) -> ConnectionSettings:
         # Airflow 2's form may store extras as ``extra__matillion_dpc__<name>``.
         extra: dict[str, Any] = {
-            key.removeprefix("extra__matillion_dpc__"): value for key, value in (conn.extra_dejson or {}).items()
+            key.removeprefix(f"extra__{CONN_TYPE}__"): value for key, value in (conn.extra_dejson or {}).items()
         }
         conn_id = conn.conn_id
         region = str(extra.get("region") or DEFAULT_REGION).strip()
@@ -160,7 +166,7 @@ class Call(Generic[T]):
     parse: Callable[[Any], T]
     params: Mapping[str, Any] | None = None
     json: Any = None
-    form: Mapping[str, str] | None = None
+    form: Mapping[str, str] | None = field(default=None, repr=False)  # the token grant's client secret
     # False for a create: after a 5xx or a broken connection the caller must look before it
     # sends again, since the first request may have succeeded.
     idempotent: bool = True

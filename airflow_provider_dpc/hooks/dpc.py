@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import httpx
 
 from airflow_provider_dpc import _compat
-from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
+from airflow_provider_dpc.connection_ui import CONN_TYPE, DEFAULT_CONN_NAME, HOOK_NAME
 from airflow_provider_dpc.exceptions import (
     DpcApiError,
     DpcConflictError,
@@ -79,8 +79,8 @@ class DpcHook(_compat.BaseHook):
 
     conn_name_attr = "dpc_conn_id"
     default_conn_name = DEFAULT_CONN_NAME
-    conn_type = "matillion_dpc"
-    hook_name = "Matillion DPC"
+    conn_type = CONN_TYPE
+    hook_name = HOOK_NAME
 
     #: What the async client of an ``async with hook:`` block sends through. ``"auto"`` uses aiohttp
     #: unless a proxy is configured in the environment: the block's client then shares its event
