@@ -260,7 +260,7 @@ def test_async_status_shares_the_token(hook: DpcHook, fresh_emulator: Any) -> No
 
 @pytest.mark.parametrize(
     ("transport", "proxy", "client"),
-    [("auto", False, "_AiohttpClient"), ("httpx", False, "_HttpxAsyncClient"), ("auto", True, "_HttpxAsyncClient")],
+    [("auto", False, "AiohttpClient"), ("httpx", False, "_HttpxAsyncClient"), ("auto", True, "_HttpxAsyncClient")],
 )
 def test_async_transport(
     hook: DpcHook, fresh_emulator: Any, monkeypatch: pytest.MonkeyPatch, transport: str, proxy: bool, client: str

@@ -6,19 +6,18 @@ import asyncio
 import functools
 import logging
 import os
-import re
 import sys
 import time
 import urllib.request
 import weakref
 from collections.abc import Iterator, Mapping
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import httpx
 
 from airflow_provider_dpc import _compat
-from airflow_provider_dpc.connection_ui import CONN_TYPE, DEFAULT_CONN_NAME, HOOK_NAME
+from airflow_provider_dpc.connection_ui import CONN_TYPE, DEFAULT_CONN_NAME, HOOK_NAME, form_widgets, ui_field_behaviour
 from airflow_provider_dpc.exceptions import (
     DpcApiError,
     DpcConflictError,
@@ -36,7 +35,6 @@ from airflow_provider_dpc.hooks._protocol import (
     ConnectionSettings,
     Done,
     Fail,
-    RawAnswer,
     Retry,
     judge,
     judge_error,
@@ -55,6 +53,7 @@ from airflow_provider_dpc.models import (
 )
 
 if TYPE_CHECKING:
+    from airflow_provider_dpc.hooks._aiohttp import AiohttpClient
     from airflow_provider_dpc.hooks._protocol import Answer
 
 T = TypeVar("T")
@@ -100,20 +99,16 @@ class DpcHook(_compat.BaseHook):
         self.retry_policy = RetryPolicy.coerce(retry_policy)
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
-        self._aclient: _HttpxAsyncClient | _AiohttpClient | None = None
+        self._aclient: _HttpxAsyncClient | AiohttpClient | None = None
 
     # ---- connection form (Airflow 2.11; Airflow 3 reads get_provider_info) ----------------------
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        from airflow_provider_dpc.connection_ui import form_widgets
-
         return form_widgets()
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        from airflow_provider_dpc.connection_ui import ui_field_behaviour
-
         return ui_field_behaviour()
 
     # ---- settings and clients ---------------------------------------------------------------
@@ -148,7 +143,9 @@ class DpcHook(_compat.BaseHook):
             self._settings = self._read_settings(await _compat.aget_connection(self.dpc_conn_id))
         if self._aclient is None:
             if self.async_transport == "auto" and not _proxy_configured():
-                self._aclient = _AiohttpClient(_aiohttp(), self._settings)
+                from airflow_provider_dpc.hooks._aiohttp import AiohttpClient
+
+                self._aclient = AiohttpClient(self._settings)
             else:
                 self._aclient = _HttpxAsyncClient(self._settings)
         return self
@@ -475,82 +472,6 @@ class _HttpxAsyncClient:
         await self._client.aclose()
 
 
-class _AiohttpClient:
-    """An ``async with hook:`` block's client on aiohttp: the hook's headers, timeouts and TLS settings,
-    sent through the connection pool that every such client in the event loop shares.
-
-    Requests are built straight from the :class:`Call` (building an ``httpx.Request`` costs more CPU
-    than aiohttp's whole round trip) and aiohttp's errors are raised as the httpx errors they
-    correspond to, so the retry rules of :func:`judge_error` apply unchanged.
-    """
-
-    def __init__(self, aiohttp: ModuleType, settings: ConnectionSettings) -> None:
-        options = settings.client_options()
-        self._aiohttp = aiohttp
-        self._headers: dict[str, str] = dict(options["headers"])
-        self._ssl = options["verify"]
-        self._timeout = aiohttp.ClientTimeout(sock_connect=settings.timeout, sock_read=settings.timeout)
-        self._pool = _SharedSession.lease(aiohttp)
-
-    async def send(self, call: Call[Any], base_url: str, token: str | None) -> Answer:
-        headers = {**self._headers, "Authorization": f"Bearer {token}"} if token else self._headers
-        params = {k: str(v) for k, v in call.params.items()} if call.params else None
-        try:
-            async with self._pool.session.request(
-                call.method,
-                call.target(base_url),
-                params=params,
-                json=call.json,
-                data=call.form,
-                headers=headers,
-                ssl=self._ssl,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                body = await response.read()
-        except (self._aiohttp.ClientError, TimeoutError) as exc:
-            raise _httpx_error(self._aiohttp, exc) from exc
-        return RawAnswer(response.status, body, response.headers)
-
-    async def aclose(self) -> None:
-        await self._pool.release()
-
-
-class _SharedSession:
-    """The aiohttp session of one event loop, leased by every :class:`_AiohttpClient` in it.
-
-    It has no pool limit and keeps no cookies (hooks of different connections share it), and is
-    closed when its last client closes.
-    """
-
-    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedSession]] = (
-        weakref.WeakKeyDictionary()
-    )
-
-    def __init__(self, aiohttp: ModuleType, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.users = 0
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-        )
-
-    @classmethod
-    def lease(cls, aiohttp: ModuleType) -> _SharedSession:
-        loop = asyncio.get_running_loop()
-        shared = cls._by_loop.get(loop)
-        if shared is None or shared.session.closed:
-            shared = cls._by_loop[loop] = cls(aiohttp, loop)
-        shared.users += 1
-        return shared
-
-    async def release(self) -> None:
-        self.users -= 1
-        if self.users <= 0:
-            if self._by_loop.get(self.loop) is self:
-                del self._by_loop[self.loop]
-            await self.session.close()
-
-
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -563,30 +484,3 @@ def _proxy_configured() -> bool:
     if sys.platform in ("darwin", "win32"):  # the system's proxy settings count there too
         return bool(urllib.request.getproxies())
     return any(os.environ.get(name) for name in _PROXY_VARIABLES)
-
-
-@functools.cache
-def _aiohttp() -> ModuleType:
-    """The aiohttp module, imported on first async use: a worker's hook never needs it."""
-    import aiohttp
-
-    return aiohttp
-
-
-_SSL_REPR = re.compile(r" ssl:<[^>]*>")
-
-
-def _httpx_error(aiohttp: ModuleType, exc: Exception) -> httpx.TransportError:
-    """The httpx error matching an aiohttp one: connection not made, timed out, or broken mid-answer."""
-    reason = _SSL_REPR.sub("", str(exc)) or type(exc).__name__  # aiohttp names the SSL context object
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(reason)
-    if isinstance(exc, TimeoutError):
-        return httpx.ReadTimeout(reason)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(reason)
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
-        return httpx.RemoteProtocolError(reason)
-    if isinstance(exc, aiohttp.ClientConnectionError):
-        return httpx.ReadError(reason)
-    return httpx.TransportError(reason)
