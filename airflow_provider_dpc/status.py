@@ -155,19 +155,21 @@ class StatusWatch:
 
     def error(self, exc: Exception, now: float) -> WaitResult:
         status = self.history[-1] if self.history else None
-        result = self._result(Verdict.ERROR, now, status, message=f"{type(exc).__name__}: {exc}")
-        result.error_type = type(exc).__name__
-        result.status_code = getattr(exc, "status_code", None)
-        result.cause = exc
-        return result
+        return self._result(
+            Verdict.ERROR,
+            now,
+            status,
+            message=f"{type(exc).__name__}: {exc}",
+            error_type=type(exc).__name__,
+            status_code=getattr(exc, "status_code", None),
+            cause=exc,
+        )
 
     def next_poll(self, interval: float, now: float) -> float:
         """Seconds to sleep before the next read, never past the deadline."""
         return max(0.0, min(interval, self.deadline - now))
 
-    def _result(
-        self, verdict: Verdict, now: float, status: PipelineStatus | str | None, message: str | None = None
-    ) -> WaitResult:
+    def _result(self, verdict: Verdict, now: float, status: PipelineStatus | str | None, **details: Any) -> WaitResult:
         return WaitResult(
             verdict=verdict,
             project_id=self.project_id,
@@ -176,7 +178,7 @@ class StatusWatch:
             status=None if status is None else str(status),
             history=list(self.history),
             waited=round(now - self.started_at, 3),
-            message=message,
+            **details,
         )
 
 

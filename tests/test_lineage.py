@@ -8,6 +8,7 @@ extractor, and a DAG run under ``airflow dags test`` is checked to emit them.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -32,6 +33,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
     DpcCreateStreamingPipelineOperator,
     DpcStartStreamingPipelineOperator,
 )
+from tests.task_runner import RecordingTI, TaskDeferred, first_event
 
 pytestmark = pytest.mark.airflow2
 
@@ -304,6 +306,36 @@ def test_start_reports_the_pipeline_it_fetches(hook: DpcHook, by: str) -> None:
         ("postgres://db.example.com:5432", "shop.sales.order_lines"),
     ]
     assert as_pairs(lineage.outputs) == [("s3://my-cdc-bucket", "orders")]
+
+
+def _requests_added(emulator: Any, before: dict[str, int]) -> dict[str, int]:
+    after = emulator.stats()["requests"]
+    return {route: n - before.get(route, 0) for route, n in after.items() if n != before.get(route, 0)}
+
+
+@needs_provider
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_start_by_name_reports_lineage_without_looking_it_up_again(
+    hook: DpcHook, fresh_emulator: Any, deferrable: bool
+) -> None:
+    hook.create_streaming_pipeline(PROJECT_ID, s3_pipeline("orders"))
+    where = {"project_id": PROJECT_ID, "pipeline_name": "orders", "poll_interval": 0.1, "deferrable": deferrable}
+    op = DpcStartStreamingPipelineOperator(task_id="start", **where)
+    context = {"ti": RecordingTI()}
+    if deferrable:  # the task resumes in a new process: a new operator gets the trigger's event
+        with pytest.raises(TaskDeferred) as deferral:
+            op.execute(context)
+        event = asyncio.run(first_event(deferral.value.trigger)).payload
+        op = DpcStartStreamingPipelineOperator(task_id="start", **where)
+        op.execute_complete(context, event)
+    else:
+        op.execute(context)
+    before = fresh_emulator.stats()["requests"]
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert as_pairs(lineage.outputs) == [("s3://my-cdc-bucket", "orders")]
+    assert _requests_added(fresh_emulator, before) == {
+        "GET /dpc/v1/projects/{projectId}/streaming-pipelines/{pipelineId}": 1
+    }
 
 
 def test_a_lineage_error_is_logged_never_raised(hook: DpcHook, caplog: pytest.LogCaptureFixture) -> None:

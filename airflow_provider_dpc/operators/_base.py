@@ -37,6 +37,8 @@ class PipelineTaskMixin:
     pipeline_id: str | None
     pipeline_name: str | None
     dpc_retry_policy: RetryPolicy
+    #: (project id, pipeline id) once this run has resolved them; lineage reads them from here.
+    resolved_pipeline: tuple[str, str] | None = None
 
     def _bind_pipeline(
         self,

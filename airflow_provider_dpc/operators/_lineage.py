@@ -61,8 +61,12 @@ class DefinitionLineageMixin(_LineageMixin):
     """
 
     definition: Any
+    #: The definition as ``execute`` validated and sent it.
+    validated_definition: StreamingPipelineDefinition | None = None
 
     def _lineage_definition(self) -> StreamingPipelineDefinition:
+        if self.validated_definition is not None:
+            return self.validated_definition
         from airflow_provider_dpc.models import validate_definition
         from airflow_provider_dpc.operators.streaming_pipeline import _load_definition
 
@@ -74,12 +78,16 @@ class FetchedPipelineLineageMixin(_LineageMixin):
 
     pipeline_id: str | None
     pipeline_name: str | None
+    resolved_pipeline: tuple[str, str] | None
 
     def _lineage_definition(self) -> StreamingPipelineDefinition:
         hook = self._lineage_hook()
         try:
-            project_id = hook.resolve_project_id(self.project_id, self.project_name)
-            pipeline_id = hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name)
+            if self.resolved_pipeline is not None:  # the task looked them up already
+                project_id, pipeline_id = self.resolved_pipeline
+            else:
+                project_id = hook.resolve_project_id(self.project_id, self.project_name)
+                pipeline_id = hook.resolve_pipeline_id(project_id, self.pipeline_id, self.pipeline_name)
             definition: StreamingPipelineDefinition = hook.get_streaming_pipeline(project_id, pipeline_id).definition()
             return definition
         finally:

@@ -65,6 +65,7 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
 
     def _announce(self, context: Context, project_id: str, pipeline_id: str) -> None:
         """Push the pipeline id and its link first, so a failure later still leaves them in XCom."""
+        self.resolved_pipeline = (project_id, pipeline_id)
         ti = context["ti"]
         ti.xcom_push(key=XCOM_PIPELINE_ID, value=pipeline_id)
         ti.xcom_push(key=XCOM_PIPELINE_URL, value=pipeline_url(self.hook.settings.app_url, project_id, pipeline_id))
@@ -76,17 +77,22 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
         if self.deferrable:
             # The trigger enforces the deadline and reports back, so execute_complete always runs.
             self.defer(trigger=self.status_trigger(watch, self.poll_interval), method_name="execute_complete")
-        while True:
-            result = self.read_status(watch)
-            if result is not None:
-                return self._finish(context, result)
-            self.log.info("pipeline %s is %s; waiting for %s", pipeline_id, watch.history[-1], goal.describe())
-            time.sleep(watch.next_poll(self.poll_interval, time.time()))
+        return self._finish(context, self._poll(watch, self.poll_interval))
+
+    def _poll(self, watch: StatusWatch, interval: float) -> WaitResult:
+        """Read the status every ``interval`` seconds here, in the worker, until the wait is over."""
+        while (result := self.read_status(watch)) is None:
+            self.log.info(
+                "pipeline %s is %s; waiting for %s", watch.pipeline_id, watch.history[-1], watch.goal.describe()
+            )
+            time.sleep(watch.next_poll(interval, time.time()))
+        return result
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         return self._finish(context, WaitResult.from_event(event))
 
     def _finish(self, context: Context, result: WaitResult) -> Any:
+        self.resolved_pipeline = (result.project_id, result.pipeline_id)  # also after a deferral
         status = conclude(result)
         self.log.info("pipeline %s is %s after %.0f s", result.pipeline_id, status, result.waited)
         return self.after_wait(context, result.project_id, result.pipeline_id)
@@ -127,7 +133,7 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
     def execute(self, context: Context) -> str:
         from airflow_provider_dpc.models import validate_definition
 
-        definition = validate_definition(_load_definition(self.definition))
+        definition = self.validated_definition = validate_definition(_load_definition(self.definition))
         project_id = self.resolve_project()
         existing = self.hook.find_streaming_pipeline_by_name(project_id, definition.name)
         if existing is None:
@@ -201,11 +207,7 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperato
         now = time.time()
         watch = StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=now + (self.timeout or 600))
         self.log.info("pipeline %s is STOPPING; waiting for it to stop before START", pipeline_id)
-        while True:
-            result = self.read_status(watch)
-            if result is not None:
-                return conclude(result)
-            time.sleep(watch.next_poll(min(self.poll_interval, 5.0), time.time()))
+        return conclude(self._poll(watch, min(self.poll_interval, 5.0)))
 
 
 class DpcStopStreamingPipelineOperator(_DpcOperator):
@@ -222,13 +224,13 @@ class DpcStopStreamingPipelineOperator(_DpcOperator):
         project_id = self.resolve_project()
         pipeline_id = self.resolve_pipeline(project_id)
         self._announce(context, project_id, pipeline_id)
-        if not self._stop(project_id, pipeline_id) or not self.wait_for_stopped:
+        status = self.hook.get_status(project_id, pipeline_id)
+        if not self._stop(project_id, pipeline_id, status) or not self.wait_for_stopped:
             return pipeline_id
         return self._wait(context, project_id, pipeline_id, StatusGoal.of(PipelineStatus.NOT_RUNNING), time.time())
 
-    def _stop(self, project_id: str, pipeline_id: str) -> bool:
+    def _stop(self, project_id: str, pipeline_id: str, status: PipelineStatus) -> bool:
         """Send STOP unless the pipeline is already stopped or stopping; False when it is NOT_RUNNING."""
-        status = self.hook.get_status(project_id, pipeline_id)
         if status is PipelineStatus.NOT_RUNNING:
             self.log.info("pipeline %s is already NOT_RUNNING", pipeline_id)
             return False
@@ -269,7 +271,7 @@ class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
                 raise DpcConflictError(
                     f"streaming pipeline {pipeline_id} is {status}; stop it first or set stop_if_running=True"
                 )
-            if self._stop(project_id, pipeline_id):
+            if self._stop(project_id, pipeline_id, status):
                 return self._wait(
                     context, project_id, pipeline_id, StatusGoal.of(PipelineStatus.NOT_RUNNING), time.time()
                 )

@@ -10,7 +10,7 @@ from typing import Any
 from airflow_provider_dpc._compat import AirflowSkipException, BaseSensorOperator, Context, conf
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import PipelineStatus
-from airflow_provider_dpc.exceptions import DpcError, DpcPipelineStateError
+from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.status import StatusGoal, StatusWatch, Verdict, WaitResult, conclude
@@ -68,7 +68,9 @@ class DpcStreamingPipelineSensor(PipelineTaskMixin, BaseSensorOperator):
         pipeline_id = self.resolve_pipeline(project_id)
         goal = StatusGoal.of(self.target_status, self.failure_statuses, self.grace_period)
         now = time.time()
-        return StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=timeout and now + timeout)
+        return StatusWatch(
+            goal, project_id, pipeline_id, started_at=now, deadline=None if timeout is None else now + timeout
+        )
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -94,15 +96,11 @@ class DpcStreamingPipelineSensor(PipelineTaskMixin, BaseSensorOperator):
             return False
         try:
             status = conclude(result)
-        except DpcPipelineStateError as exc:
+        except DpcError as exc:
             if self.soft_fail:
                 raise AirflowSkipException(str(exc)) from exc
             if result.verdict is Verdict.TIMED_OUT:
                 raise AirflowSensorTimeout(str(exc)) from exc
-            raise
-        except DpcError as exc:
-            if self.soft_fail:
-                raise AirflowSkipException(str(exc)) from exc
             raise
         self.log.info("pipeline %s is %s", result.pipeline_id, status)
         return True
