@@ -49,7 +49,7 @@ def has_dbt_cloud() -> bool:
 
 
 def has_http_provider() -> bool:
-    return installed("airflow.providers.http") and installed("aiohttp")
+    return installed("airflow.providers.http")
 
 
 def version(dist: str) -> str | None:
