@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,8 @@ import httpx
 import psutil
 from cryptography.fernet import Fernet
 
+from airflow_provider_dpc.emulator.process import free_port
+
 __all__ = ["COMPONENTS", "AirflowCluster", "ClusterError"]
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -53,13 +54,6 @@ _MARKER = "DPC_TEST_AIRFLOW_CLUSTER"  # in the environment of every process a cl
 
 class ClusterError(AssertionError):
     """Airflow did not do what the test waited for; the message ends with the components' logs."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def tail(path: Path, lines: int, *, skip: Callable[[str], bool] | None = None) -> str:
@@ -119,7 +113,6 @@ class AirflowCluster:
         self.marker = uuid.uuid4().hex
         self.env = self._environment(env or {})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._stopped: list[subprocess.Popen[bytes]] = []  # killed on purpose, by kill_component
         self.runs: list[tuple[str, str]] = []  # (dag_id, run_id) of every run triggered
         self._starts: dict[str, int] = {}
         self._http = httpx.Client(base_url=self.base_url + "/api/v2", timeout=30.0)
@@ -260,7 +253,6 @@ class AirflowCluster:
         process = self.processes.pop(name, None)
         if process is None:
             return
-        self._stopped.append(process)
         victims = _tree(process.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, sig)
@@ -274,10 +266,6 @@ class AirflowCluster:
         psutil.wait_procs(alive, timeout=5)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
-
-    def restart_component(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
-        self.kill_component(name, sig)
-        self.start_component(name)
 
     def stop(self, timeout: float = 15.0) -> None:
         """End every process this cluster started: SIGTERM first, SIGKILL after ``timeout`` seconds."""
@@ -372,10 +360,6 @@ class AirflowCluster:
         if result.returncode != 0:
             raise self._fail(f"`airflow {' '.join(args)}` exited with code {result.returncode}:\n{output[-4000:]}")
         return output
-
-    def cli(self, *args: str, timeout: float = 120.0) -> str:
-        """Run ``airflow <args>`` against this cluster; returns its output, raises when it fails."""
-        return self._run_cli(*args, timeout=timeout)
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the public REST API (``/api/v2`` + ``path``); returns the JSON body, raises on errors."""

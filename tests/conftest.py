@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from airflow_provider_dpc.emulator import EmulatorProcess
+from tests.guide import GUIDE
 
 # Airflow reads its configuration at import: point it at a throw-away home before any test imports it.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dpc-airflow-home-"))
@@ -29,7 +32,6 @@ os.environ.update(
     }
 )
 
-GUIDE_FIXTURES = Path(__file__).parent / "fixtures" / "guide"
 # Short phases keep state-machine tests quick while leaving each status observable.
 PHASE_SECONDS = 0.3
 
@@ -72,9 +74,18 @@ def guide() -> Callable[[str], Any]:
     """Load one of the guide's JSON examples by file stem, e.g. ``guide("create_request")``."""
 
     def load(name: str) -> Any:
-        return json.loads((GUIDE_FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+        return json.loads((GUIDE / f"{name}.json").read_text(encoding="utf-8"))
 
     return load
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's metadata database (SQLite in the tests' AIRFLOW_HOME), created once, for ``dag.test()``
+    and the CLI."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
+    )
 
 
 @pytest.fixture

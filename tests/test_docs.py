@@ -31,7 +31,6 @@ A block without a marker, or a marker of an unknown kind, fails the suite.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -51,13 +50,13 @@ from airflow_provider_dpc.emulator import EmulatorProcess
 from airflow_provider_dpc.emulator.process import free_port
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
+from tests.guide import PROJECT_ID, guide_body, wait_for_status
+from tests.task_runner import RecordingTI
 
 pytestmark = pytest.mark.airflow2
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
-GUIDE = Path(__file__).parent / "fixtures" / "guide"
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 FAST = {"max_attempts": 2, "backoff_base": 0.01, "backoff_max": 0.05, "max_elapsed": 10}
 MATILLION_TOKEN_URL = "https://id.core.matillion.com/oauth/dpc/token"
 DOC_ORIGIN = "http://127.0.0.1:8080"
@@ -168,32 +167,11 @@ def test_relative_links_resolve() -> None:
 # ---- shared set-up ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Airflow's metadata database in the tests' AIRFLOW_HOME, for ``dag.test()`` and the CLI."""
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
-    )
-
-
 @pytest.fixture
 def docs_env(conn_env: Any, fresh_emulator: EmulatorProcess) -> EmulatorProcess:
     """``matillion_dpc_default`` points at a freshly reset emulator, as every example expects."""
     conn_env("matillion_dpc_default")
     return fresh_emulator
-
-
-def guide_body(name: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads((GUIDE / "create_request.json").read_text())
-    body["name"] = name
-    return body
-
-
-def wait_for(hook: DpcHook, pipeline_id: str, status: PipelineStatus, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while hook.get_status(PROJECT_ID, pipeline_id) is not status:
-        assert time.monotonic() < deadline, f"pipeline {pipeline_id} did not reach {status}"
-        time.sleep(0.1)
 
 
 def set_up(block: Block) -> str | None:
@@ -206,7 +184,7 @@ def set_up(block: Block) -> str | None:
     pipeline_id = hook.create_streaming_pipeline(PROJECT_ID, guide_body(name)).streaming_pipeline_id
     if state == "streaming":
         hook.send_command(PROJECT_ID, pipeline_id, PipelineCommand.START)
-        wait_for(hook, pipeline_id, PipelineStatus.STREAMING)
+        wait_for_status(hook, pipeline_id, PipelineStatus.STREAMING, within=20)
     else:
         assert state == "pipeline", f"{block.id}: unknown setup {spec!r}"
     return pipeline_id
@@ -398,13 +376,6 @@ def test_make_targets_exist(block: Block) -> None:
 # ---- troubleshooting: each documented message is really raised ----------------------------------
 
 
-class RecordingTI:
-    try_number = 1
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        pass
-
-
 def context() -> dict[str, Any]:
     return {"ti": RecordingTI()}
 
@@ -433,7 +404,7 @@ class Situation:
         pipeline_id = hook.create_streaming_pipeline(PROJECT_ID, guide_body(name)).streaming_pipeline_id
         if streaming:
             hook.send_command(PROJECT_ID, pipeline_id, PipelineCommand.START)
-            wait_for(hook, pipeline_id, PipelineStatus.STREAMING)
+            wait_for_status(hook, pipeline_id, PipelineStatus.STREAMING, within=20)
         return pipeline_id
 
 

@@ -23,8 +23,8 @@ from airflow_provider_dpc.emulator.__main__ import build_parser, config_from_arg
 from airflow_provider_dpc.emulator.config import ConfigError, load_seed
 from airflow_provider_dpc.emulator.state import EmulatorState
 from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
+from tests.guide import PROJECT_ID
 
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 PIPELINES = f"/v1/projects/{PROJECT_ID}/streaming-pipelines"
 Guide = Callable[[str], Any]
 S = PipelineStatus

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from airflow_provider_dpc.emulator import EmulatorProcess
+from tests.guide import PROJECT_ID
 
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 PIPELINES = f"/v1/projects/{PROJECT_ID}/streaming-pipelines"
 Guide = Callable[[str], Any]
 

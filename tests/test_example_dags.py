@@ -6,10 +6,6 @@ loop, as the triggerer would; the scheduler-driven run is in ``test_scheduler.py
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +13,11 @@ import pytest
 
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import PipelineStatus
+from tests.guide import PROJECT_ID, guide_body, requests_to
 
 pytestmark = pytest.mark.airflow2
 
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
-GUIDE = Path(__file__).parent / "fixtures" / "guide"
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Airflow's metadata database (SQLite in the tests' AIRFLOW_HOME), created once."""
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
-    )
 
 
 @pytest.fixture
@@ -63,10 +50,6 @@ def task_states(run: Any) -> dict[str, str]:
         return {ti.task_id: str(ti.state) for ti in rows}
 
 
-def commands_sent(emulator: Any) -> int:
-    return sum(n for route, n in emulator.stats()["requests"].items() if route.endswith("/commands"))
-
-
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_quickstart(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool) -> None:
     monkeypatch.setenv("DPC_DEFERRABLE", str(deferrable).lower())
@@ -81,7 +64,7 @@ def test_quickstart(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrabl
     }
     assert str(run.state) == "success"
     assert example_env.stats()["pipelines_created"] == 1
-    assert commands_sent(example_env) == 2  # one START, one STOP
+    assert requests_to(example_env, "POST", "/commands") == 2  # one START, one STOP
     assert DpcHook().list_streaming_pipelines(PROJECT_ID) == []
     link = extra_link(dag, run, "start_pipeline")
     assert link.startswith(f"https://app.matillion.com/projects/{PROJECT_ID}/streaming/pipelines/"), link
@@ -111,9 +94,7 @@ def extra_link(dag: Any, run: Any, task_id: str) -> str:
 
 
 def make_pipeline(name: str) -> str:
-    body = json.loads((GUIDE / "create_request.json").read_text())
-    body["name"] = name
-    return DpcHook().create_streaming_pipeline(PROJECT_ID, body).streaming_pipeline_id
+    return DpcHook().create_streaming_pipeline(PROJECT_ID, guide_body(name)).streaming_pipeline_id
 
 
 def test_scheduled_window(example_env: Any) -> None:
@@ -126,7 +107,7 @@ def test_scheduled_window(example_env: Any) -> None:
         "close_window": "success",
     }
     assert DpcHook().get_status(PROJECT_ID, pipeline_id) is PipelineStatus.NOT_RUNNING
-    assert commands_sent(example_env) == 2
+    assert requests_to(example_env, "POST", "/commands") == 2
 
 
 @pytest.mark.parametrize("deferrable", [False, True])

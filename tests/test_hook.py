@@ -7,7 +7,6 @@ import copy
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,41 +22,20 @@ from airflow_provider_dpc.hooks._calls import _pipelines_path
 from airflow_provider_dpc.hooks._protocol import Call
 from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
 from airflow_provider_dpc.models import PipelineStatus, StreamingPipeline
+from tests.guide import GUIDE, PROJECT_ID, guide_body, requests_to, wait_for_status
 
 pytestmark = pytest.mark.airflow2
 
-GUIDE = Path(__file__).parent / "fixtures" / "guide"
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 FAST = RetryPolicy(max_attempts=6, backoff_base=0.05, backoff_max=0.2, max_elapsed=30)
-
-
-def guide_body(name: str | None = None) -> dict[str, Any]:
-    body = json.loads((GUIDE / "create_request.json").read_text())
-    if name:
-        body["name"] = name
-    return body
 
 
 def grants(emulator: Any) -> int:
     return int(emulator.stats()["token_grants"])
 
 
-def requests_to(emulator: Any, method: str, suffix: str) -> int:
-    return sum(
-        n for route, n in emulator.stats()["requests"].items() if route.startswith(method) and route.endswith(suffix)
-    )
-
-
 @pytest.fixture
 def hook(dpc_conn: str) -> DpcHook:
     return DpcHook(dpc_conn, retry_policy=FAST)
-
-
-def wait_for(hook: DpcHook, pipeline_id: str, status: PipelineStatus, within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while hook.get_status(PROJECT_ID, pipeline_id) is not status:
-        assert time.monotonic() < deadline, f"pipeline never reached {status}"
-        time.sleep(0.1)
 
 
 def test_test_connection_succeeds(hook: DpcHook) -> None:
@@ -111,9 +89,9 @@ def test_pipeline_lifecycle(hook: DpcHook, fresh_emulator: Any) -> None:
     assert hook.get_status(PROJECT_ID, pipeline_id) is PipelineStatus.NOT_RUNNING
     hook.send_command(PROJECT_ID, pipeline_id, "start")
     assert hook.get_status(PROJECT_ID, pipeline_id) in (PipelineStatus.STARTING, PipelineStatus.SNAPSHOTTING)
-    wait_for(hook, pipeline_id, PipelineStatus.STREAMING)
+    wait_for_status(hook, pipeline_id, PipelineStatus.STREAMING, within=10)
     hook.send_command(PROJECT_ID, pipeline_id, "STOP")
-    wait_for(hook, pipeline_id, PipelineStatus.NOT_RUNNING)
+    wait_for_status(hook, pipeline_id, PipelineStatus.NOT_RUNNING, within=10)
 
     assert hook.delete_streaming_pipeline(PROJECT_ID, pipeline_id) is True
     with pytest.raises(DpcNotFoundError, match=r"404 .* on GET /v1/projects/.*/streaming-pipelines/"):
@@ -141,7 +119,7 @@ def test_lower_case_statuses_parse(hook: DpcHook, fresh_emulator: Any) -> None:
     fresh_emulator.configure(status_case="lower")
     hook.send_command(PROJECT_ID, pipeline_id, "start")
     assert hook.get_status(PROJECT_ID, pipeline_id) in (PipelineStatus.STARTING, PipelineStatus.SNAPSHOTTING)
-    wait_for(hook, pipeline_id, PipelineStatus.STREAMING)
+    wait_for_status(hook, pipeline_id, PipelineStatus.STREAMING, within=10)
 
 
 def test_invalid_definition_is_rejected_before_any_request(hook: DpcHook, fresh_emulator: Any) -> None:

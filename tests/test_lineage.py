@@ -33,13 +33,12 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
     DpcCreateStreamingPipelineOperator,
     DpcStartStreamingPipelineOperator,
 )
+from tests.guide import PROJECT_ID, guide_body
 from tests.task_runner import RecordingTI, TaskDeferred, first_event
 
 pytestmark = pytest.mark.airflow2
 
-GUIDE = Path(__file__).parent / "fixtures" / "guide"
 ROOT = Path(__file__).parent.parent
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 SECRET = {"secretType": "AWS_SECRETS_MANAGER", "secretName": "db-password"}
 
 
@@ -63,13 +62,8 @@ needs_client = pytest.mark.skipif(
 )
 
 
-def guide() -> dict[str, Any]:
-    body: dict[str, Any] = json.loads((GUIDE / "create_request.json").read_text())
-    return body
-
-
 def with_source(source: dict[str, Any], target: dict[str, Any] | None = None) -> StreamingPipelineDefinition:
-    body = guide()
+    body = guide_body()
     body["streamingSource"] = source
     if target is not None:
         body["streamingTarget"] = target
@@ -138,7 +132,7 @@ def test_hosts_are_lower_cased_and_ipv6_bracketed() -> None:
 
 
 def test_the_guides_pipeline() -> None:
-    definition = validate_definition(guide())
+    definition = validate_definition(guide_body())
     assert [d.uri for d in input_datasets(definition)] == [
         "sqlserver://sqlserver.my-org.com:1433/my_database.my_schema.my_first_table",
         "sqlserver://sqlserver.my-org.com:1433/my_database.my_schema.my_second_table",
@@ -160,7 +154,12 @@ def test_the_guides_pipeline() -> None:
     ],
 )
 def test_snowflake_replica_table_names(prefix_type: str, source_kind: str, table: str) -> None:
-    target = {**guide()["streamingTarget"], "database": "raw", "tableSchema": "cdc", "tablePrefixType": prefix_type}
+    target = {
+        **guide_body()["streamingTarget"],
+        "database": "raw",
+        "tableSchema": "cdc",
+        "tablePrefixType": prefix_type,
+    }
     definition = with_source(SOURCES[source_kind][0], target)
     assert snowflake_table_name(definition, definition.streaming_source.tables[0]) == table
     assert output_datasets(definition)[0].name == table
@@ -229,7 +228,7 @@ def test_names_match_openlineage_naming_helpers() -> None:
     check(first("mysql"), naming.MySQL(host, "3306", "sales", "orders"))
     check(first("oracle-pdb"), naming.Oracle(host, "1521", "ORCLPDB1", "sales", "orders"))
     check(first("db2ibmi-iasp"), naming.DB2(host, "446", "IASP1", "sales", "orders"))
-    body = guide()
+    body = guide_body()
     body["streamingTarget"]["connection"]["accountName"] = "myorg-myaccount"
     snowflake = output_datasets(validate_definition(body))[0]
     table = "MY_DATABASE_MY_SCHEMA_MY_FIRST_TABLE"
@@ -263,7 +262,7 @@ def hook(conn_env: Any, fresh_emulator: Any) -> DpcHook:
 
 
 def s3_pipeline(name: str) -> dict[str, Any]:
-    body = guide()
+    body = guide_body()
     body["name"] = name
     body["streamingSource"] = copy.deepcopy(SOURCES["postgres"][0])
     body["streamingTarget"] = {"type": "s3", "bucket": "my-cdc-bucket", "prefix": "orders"}
@@ -276,11 +275,11 @@ def as_pairs(datasets: Any) -> list[tuple[str, str]]:
 
 @needs_provider
 def test_create_reports_its_definition_without_calling_the_api(hook: DpcHook, fresh_emulator: Any) -> None:
-    op = DpcCreateStreamingPipelineOperator(task_id="create", project_id=PROJECT_ID, definition=guide())
+    op = DpcCreateStreamingPipelineOperator(task_id="create", project_id=PROJECT_ID, definition=guide_body())
     before = fresh_emulator.stats()["requests"]
     lineage = op.get_openlineage_facets_on_complete(None)
     assert fresh_emulator.stats()["requests"] == before
-    definition = validate_definition(guide())
+    definition = validate_definition(guide_body())
     assert as_pairs(lineage.inputs) == as_pairs(input_datasets(definition))
     assert as_pairs(lineage.outputs) == as_pairs(output_datasets(definition))
 
@@ -349,7 +348,7 @@ def test_a_lineage_error_is_logged_never_raised(hook: DpcHook, caplog: pytest.Lo
 
 def test_without_openlineage_the_method_returns_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "airflow.providers.openlineage.extractors", None)
-    op = DpcCreateStreamingPipelineOperator(task_id="create", project_id=PROJECT_ID, definition=guide())
+    op = DpcCreateStreamingPipelineOperator(task_id="create", project_id=PROJECT_ID, definition=guide_body())
     assert op.get_openlineage_facets_on_complete(None) is None
 
 
@@ -364,13 +363,6 @@ def test_the_openlineage_provider_picks_the_facets_up(hook: DpcHook) -> None:
     assert lineage is not None
     assert as_pairs(lineage.outputs) == [("s3://my-cdc-bucket", "orders")]
     assert len(lineage.inputs) == 2
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
-    )
 
 
 @needs_provider
@@ -404,7 +396,7 @@ def test_a_dag_run_emits_the_lineage(fresh_emulator: Any, airflow_db: None, tmp_
         for e in events
         if e["eventType"] == "COMPLETE" and "." in e["job"]["name"]
     }
-    expected = validate_definition(guide())
+    expected = validate_definition(guide_body())
     for task_id in ("create_pipeline", "start_pipeline"):
         event = complete[task_id]
         assert [(d["namespace"], d["name"]) for d in event["inputs"]] == as_pairs(input_datasets(expected))

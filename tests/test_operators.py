@@ -35,6 +35,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+from tests.guide import PROJECT_ID, guide_body
 from tests.task_runner import RecordingTI, first_event, run_task
 
 try:
@@ -44,15 +45,7 @@ except ImportError:  # Airflow 2.11
 
 pytestmark = pytest.mark.airflow2
 
-GUIDE = Path(__file__).parent / "fixtures" / "guide"
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 FAST = {"max_attempts": 5, "backoff_base": 0.05, "backoff_max": 0.2, "max_elapsed": 20}
-
-
-def guide_body(name: str) -> dict[str, Any]:
-    body = json.loads((GUIDE / "create_request.json").read_text())
-    body["name"] = name
-    return body
 
 
 run = run_task

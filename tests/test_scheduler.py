@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from airflow_cluster import COMPONENTS, AirflowCluster, ClusterError
 
+from tests.guide import PROJECT_ID, requests_to
+
 AIRFLOW_MAJOR = int(version("apache-airflow").split(".")[0])
 
 pytestmark = [
@@ -34,7 +36,6 @@ pytestmark = [
 ]
 
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 QUICKSTART = "example_dpc_quickstart"
 QUICKSTART_TASKS = ("create_pipeline", "start_pipeline", "consume", "stop_pipeline", "delete_pipeline")
 RETRY_DAG = "dpc_create_retried_after_crash"
@@ -159,10 +160,6 @@ def airflow(airflow_cluster: AirflowCluster, fresh_emulator: Any, conn_env: Any)
     airflow_cluster.fail_unfinished_runs()
 
 
-def commands_sent(emulator: Any) -> int:
-    return sum(n for route, n in emulator.stats()["requests"].items() if route.endswith("/commands"))
-
-
 def creates_sent(emulator: Any) -> int:
     requests: dict[str, int] = emulator.stats()["requests"]
     return requests.get("POST /dpc/v1/projects/{projectId}/streaming-pipelines", 0)
@@ -194,7 +191,7 @@ def test_quickstart_defers_to_the_triggerer_and_succeeds(airflow: AirflowCluster
     assert seen[-1] == dict.fromkeys(QUICKSTART_TASKS, "success"), history
     stats = fresh_emulator.stats()
     assert stats["pipelines_created"] == 1, stats
-    assert commands_sent(fresh_emulator) == 2, stats  # one START, one STOP
+    assert requests_to(fresh_emulator, "POST", "/commands") == 2, stats  # one START, one STOP
     assert pipelines() == []  # deleted at the end
     pipeline_id = airflow.xcom(QUICKSTART, run_id, "create_pipeline")
     assert airflow.xcom(QUICKSTART, run_id, "start_pipeline") == pipeline_id
@@ -249,7 +246,7 @@ def test_a_deferred_task_survives_a_triggerer_crash(airflow: AirflowCluster, fre
     # Exactly one START reached the emulator: two commands in all, one of them stop_pipeline's STOP.
     stop_logs = "".join(airflow.task_logs(QUICKSTART, run_id, "stop_pipeline").values())
     assert stop_logs.count("sent STOP to pipeline") == 1, stop_logs
-    assert commands_sent(fresh_emulator) == 2, stats
+    assert requests_to(fresh_emulator, "POST", "/commands") == 2, stats
     assert pipelines() == []
 
 

@@ -15,7 +15,6 @@ and how many carry the flow's name.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import threading
 import time
@@ -23,7 +22,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,10 +35,9 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
     DpcStopStreamingPipelineOperator,
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
+from tests.guide import PROJECT_ID, guide_body
 from tests.task_runner import run_task
 
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
-GUIDE = Path(__file__).parents[1] / "fixtures" / "guide" / "create_request.json"
 STEPS = ("create", "start", "wait", "stop")
 TEARDOWN = "stop"
 # Fast enough for a test, patient enough for an emulator restart (about a second of refused connections).
@@ -48,12 +45,6 @@ RELIABLE: dict[str, Any] = {"max_attempts": 12, "backoff_base": 0.05, "backoff_m
 MODES = ("polling", "deferrable")
 
 Action = Callable[["Flow"], None]
-
-
-def definition(name: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(GUIDE.read_text(encoding="utf-8"))
-    body["name"] = name
-    return body
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +228,7 @@ class Flow:
         common = self._common()
         return {
             "create": lambda: DpcCreateStreamingPipelineOperator(
-                task_id="create", definition=definition(self.name), if_exists="fail", poll_interval=0.1, **common
+                task_id="create", definition=guide_body(self.name), if_exists="fail", poll_interval=0.1, **common
             ),
             "start": lambda: DpcStartStreamingPipelineOperator(
                 task_id="start",

@@ -19,7 +19,6 @@ import re
 import unittest.mock
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,14 +46,12 @@ from airflow_provider_dpc.operators.streaming_pipeline import (  # noqa: E402
     DpcStopStreamingPipelineOperator,
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor  # noqa: E402
+from tests.guide import PROJECT_ID, guide_body  # noqa: E402
 from tests.reliability.figures import figures  # noqa: E402
 from tests.task_runner import RecordingTI  # noqa: E402
 
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 BASE = "http://dpc.offline/dpc"
-GUIDE_BODY: dict[str, Any] = json.loads(
-    (Path(__file__).parents[1] / "fixtures" / "guide" / "create_request.json").read_text(encoding="utf-8")
-)
+GUIDE_BODY = guide_body()
 UUID_RE = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 SAFE_PATH = re.compile(
     rf"^/dpc/v1/projects(/{UUID_RE}(/environments|/streaming-pipelines(/{UUID_RE}(/status|/commands)?)?)?)?$"

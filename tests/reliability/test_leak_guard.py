@@ -19,7 +19,7 @@ from airflow_provider_dpc.exceptions import DpcApiError
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.operators.streaming_pipeline import DpcCreateStreamingPipelineOperator
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
-from tests.reliability.flows import PROJECT_ID, definition
+from tests.guide import PROJECT_ID, guide_body
 from tests.reliability.leakguard import LeakGuard
 from tests.task_runner import RecordingTI
 
@@ -59,7 +59,7 @@ def test_every_channel_is_watched(guard: Any, conn_env: Any, fresh_emulator: Any
     guard.add_secret(fake, "access token")
     # Connection extras are no place for it, but there it flows into the link pushed to XCom.
     conn_id = conn_env("leaky", extra={"app_url": f"https://app.example/{fake}"})
-    body = definition("leak")
+    body = guide_body("leak")
     body["advancedProperties"] = {"note": fake}
     task = DpcCreateStreamingPipelineOperator(task_id="c", project_id=PROJECT_ID, dpc_conn_id=conn_id, definition=body)
     context: Any = {"ti": RecordingTI()}

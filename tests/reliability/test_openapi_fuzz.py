@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 
 from airflow_provider_dpc.emulator import EmulatorProcess  # noqa: E402
+from tests.guide import PROJECT_ID  # noqa: E402
 from tests.reliability.figures import figures  # noqa: E402
 
-PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 GUIDE_AGENT_ID = "2734aa6f-0c64-4d2b-9406-f44dc8f1f3b6"
 DEFAULT, HEAVY = 8, 120
 
