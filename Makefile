@@ -1,31 +1,61 @@
 # Everything installs itself: a fresh machine needs only Python 3.11+, pip and make.
 PYTHON ?= python3
-AIRFLOW_VERSION ?= 3.3.2
-AIRFLOW2_VERSION ?= 2.11.2
 VENV ?= .venv
-VENV2 ?= .venv-airflow2
 PYTEST_ARGS ?=
 
 UV = $(VENV)/bin/uv
 
-.PHONY: install install-airflow2 demo test lint typecheck test-airflow3 test-airflow2 clean
+# The Airflow release lines CI tests: the newest patch of each, and the day its dependencies are
+# resolved as of (the day after that patch's release). `make constraints` writes the resolution to
+# constraints/airflow-<line>.txt, which every install of that line is held to, so the same commit
+# gives the same environment whenever it runs. To move a line to a new patch, change both here and
+# run `make constraints`.
+AIRFLOW_LINES := 2.11 3.0 3.1 3.2 3.3
+AIRFLOW_2.11 := 2.11.2
+RESOLVED_2.11 := 2026-03-15
+AIRFLOW_3.0 := 3.0.6
+RESOLVED_3.0 := 2025-08-30
+AIRFLOW_3.1 := 3.1.8
+RESOLVED_3.1 := 2026-03-12
+AIRFLOW_3.2 := 3.2.2
+RESOLVED_3.2 := 2026-05-30
+AIRFLOW_3.3 := 3.3.2
+RESOLVED_3.3 := 2026-09-18
+
+# The newest line lives in $(VENV) (demo, lint, type checks, benchmarks, the whole suite); every
+# other line, and the newest on Python 3.13, in a venv of its own that runs the `every_line` tests.
+NEWEST_LINE := 3.3
+OLDER_LINES := $(filter-out $(NEWEST_LINE),$(AIRFLOW_LINES))
+# pyenv's 3.13 when there is one (its shim answers only for the global version), else PATH's.
+PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
+
+.PHONY: install demo test lint typecheck test-newest test-lines test-py313 constraints clean \
+	$(addprefix test-airflow-,$(AIRFLOW_LINES))
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade uv
 
-$(VENV)/.installed: pyproject.toml | $(UV)
-	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
-	touch $@
+# install-into(venv, line): the project with its dev extra and that line's Airflow, held to its constraints.
+define install-into
+$(UV) pip install --quiet --python $(1)/bin/python -e ".[dev]" "apache-airflow==$(AIRFLOW_$(2))" \
+	--constraint constraints/airflow-$(2).txt
+touch $(1)/.installed
+endef
 
-$(VENV2)/.installed: pyproject.toml | $(UV)
-	$(UV) venv --quiet --allow-existing --python $(VENV)/bin/python $(VENV2)
-	$(UV) pip install --quiet --python $(VENV2)/bin/python -e ".[dev]" "apache-airflow==$(AIRFLOW2_VERSION)"
-	touch $@
+$(VENV)/.installed: pyproject.toml constraints/airflow-$(NEWEST_LINE).txt | $(UV)
+	$(call install-into,$(VENV),$(NEWEST_LINE))
+
+.venv-airflow-%/.installed: pyproject.toml constraints/airflow-%.txt | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(VENV)/bin/python .venv-airflow-$*
+	$(call install-into,.venv-airflow-$*,$*)
+
+.venv-py3.13/.installed: pyproject.toml constraints/airflow-$(NEWEST_LINE).txt | $(UV)
+	@test -n "$(PYTHON313)" || { echo "no Python 3.13 found: set PYTHON313=/path/to/python3.13"; exit 1; }
+	$(UV) venv --quiet --allow-existing --python $(PYTHON313) .venv-py3.13
+	$(call install-into,.venv-py3.13,$(NEWEST_LINE))
 
 install: $(VENV)/.installed
-
-install-airflow2: $(VENV2)/.installed
 
 demo: install
 	$(VENV)/bin/python scripts/demo.py
@@ -37,17 +67,39 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test-airflow3: install
+# The newest line: the whole suite.
+test-newest: install
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-# Airflow 2.11: the unit tests and the example DAGs.
-test-airflow2: install-airflow2
-	$(VENV2)/bin/python -m pytest -m airflow2 $(PYTEST_ARGS)
+# Every other line: the tests marked `every_line` (see README, "Airflow release lines").
+$(addprefix test-airflow-,$(OLDER_LINES)): test-airflow-%: .venv-airflow-%/.installed
+	.venv-airflow-$*/bin/python -m pytest -m every_line $(PYTEST_ARGS)
 
-test: lint typecheck test-airflow3 test-airflow2
+test-airflow-$(NEWEST_LINE): test-newest
+
+test-py313: .venv-py3.13/.installed
+	.venv-py3.13/bin/python -m pytest -m every_line $(PYTEST_ARGS)
+
+test-lines: $(addprefix test-airflow-,$(OLDER_LINES)) test-py313
+
+# The suites wait on the emulator and on Airflow's processes more than they compute, so two run at
+# once; each one's output is printed whole when it ends.
+TEST_JOBS ?= 2
+
+# test-wheel (mk/dist.mk): the quickstart from the built wheel, installed in a venv of its own.
+test: lint typecheck
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-newest test-lines test-wheel
+
+# Resolve every line's dependencies as of its release day (see AIRFLOW_LINES above).
+constraints: | $(UV)
+	@for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory constraints/airflow-$$line.txt -B; done
+
+constraints/airflow-%.txt:
+	echo "apache-airflow==$(AIRFLOW_$*)" | $(UV) pip compile --quiet pyproject.toml - --extra dev --extra bench --universal \
+		--python-version 3.11 --exclude-newer $(RESOLVED_$*) --custom-compile-command "make constraints" -o $@
 
 clean:
-	rm -rf $(VENV) $(VENV2) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-airflow-* .venv-py3.13 .venv-wheel dist .pytest_cache .mypy_cache .ruff_cache
 
 # Further targets (benchmarks, reliability runs) live beside this file, one topic a file.
 -include mk/*.mk

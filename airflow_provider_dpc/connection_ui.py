@@ -1,6 +1,6 @@
 """The ``matillion_dpc`` connection form, declared once.
 
-Airflow 3.2+ reads it from ``get_provider_info`` without importing the hook; Airflow 2.11 asks the
+Airflow 3.1+ reads it from ``get_provider_info`` without importing the hook; Airflow 2.11 and 3.0 ask the
 hook's ``get_connection_form_widgets`` / ``get_ui_field_behaviour``, which build from the same data.
 """
 

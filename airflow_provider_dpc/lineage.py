@@ -128,6 +128,20 @@ def input_datasets(definition: StreamingPipelineDefinition) -> list[LineageDatas
 def snowflake_account_identifier(account_name: str) -> str:
     """The account identifier of a Snowflake namespace, as OpenLineage's Snowflake helper gives it.
 
+    The installed helper (``openlineage.common.provider.snowflake.fix_account_name``) is used where
+    there is one, since its rules changed between releases and the datasets join only when every
+    producer of the deployment names them alike; else :func:`_snowflake_account_identifier`.
+    """
+    try:
+        from openlineage.common.provider.snowflake import fix_account_name
+    except ImportError:
+        return _snowflake_account_identifier(account_name)
+    return str(fix_account_name(account_name))
+
+
+def _snowflake_account_identifier(account_name: str) -> str:
+    """What OpenLineage's Snowflake helper gives today, for a process without it.
+
     ``myorg-myaccount`` (organization-account form) is kept as it is; an account locator gets its
     region and cloud, defaulting to ``us-west-1`` and ``aws``: ``xy12345`` ->
     ``xy12345.us-west-1.aws``, ``xy12345.eu-central-1`` -> ``xy12345.eu-central-1.aws``. A full

@@ -6,8 +6,9 @@ BENCH_ARGS ?=
 
 .PHONY: bench
 
-$(VENV)/.bench-installed: pyproject.toml | $(UV)
-	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[dev,bench]" "apache-airflow==$(AIRFLOW_VERSION)"
+$(VENV)/.bench-installed: pyproject.toml constraints/airflow-$(NEWEST_LINE).txt | $(UV)
+	$(UV) pip install --quiet --python $(VENV)/bin/python -e ".[dev,bench]" "apache-airflow==$(AIRFLOW_$(NEWEST_LINE))" \
+		--constraint constraints/airflow-$(NEWEST_LINE).txt
 	touch $@
 
 bench: $(VENV)/.bench-installed

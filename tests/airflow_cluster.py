@@ -156,6 +156,8 @@ class AirflowCluster:
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                # Airflow 3.0 answers ``?deserialize=true`` XCom reads only with this on.
+                "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
                 # Quick reactions: parse new files within seconds, schedule every second, notice a
                 # dead triggerer within seconds so another one adopts its triggers.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
@@ -373,10 +375,19 @@ class AirflowCluster:
             self.check_components()
             with contextlib.suppress(httpx.TransportError):
                 if self._http.get("/version", timeout=2.0).status_code == 200:
+                    self._log_in()
                     return
             if time.monotonic() > deadline:
                 raise self._fail(f"the API server did not answer on {self.base_url} in time")
             time.sleep(0.3)
+
+    def _log_in(self) -> None:
+        """Take an admin token where the simple auth manager hands one out without credentials
+        (``simple_auth_manager_all_admins``); Airflow 3.1 asks for it on every REST call, 3.0 has no
+        such route and asks for none."""
+        response = self._http.get(f"{self.base_url}/auth/token", timeout=10.0)
+        if response.is_success:
+            self._http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self.api("GET", "/monitor/health")

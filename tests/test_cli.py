@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.airflow2
+pytestmark = pytest.mark.every_line
 
 
 def airflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -23,16 +23,26 @@ def airflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def json_output(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON document a command printed; Airflow 3.0 logs to stdout around it."""
+    for line in reversed(result.stdout.splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    raise AssertionError(f"no JSON in the output:\n{result.stdout}\n{result.stderr}")
+
+
 def test_providers_list_shows_the_provider() -> None:
     listed = airflow("providers", "list", "--output", "json")
     assert listed.returncode == 0, listed.stderr
-    packages = {p["package_name"]: p for p in json.loads(listed.stdout)}
+    packages = {p["package_name"]: p for p in json_output(listed)}
     assert "airflow-provider-dpc" in packages
 
 
 def test_providers_hooks_and_links_show_the_connection_type_and_link() -> None:
     hooks = airflow("providers", "hooks", "--output", "json")
-    assert any(h.get("connection_type") == "matillion_dpc" for h in json.loads(hooks.stdout)), hooks.stdout
+    assert any(h.get("connection_type") == "matillion_dpc" for h in json_output(hooks)), hooks.stdout
     links = airflow("providers", "links", "--output", "json")
     assert "airflow_provider_dpc.links.dpc.DpcStreamingPipelineLink" in links.stdout
 

@@ -53,7 +53,7 @@ from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
 from tests.guide import PROJECT_ID, guide_body, wait_for_status
 from tests.task_runner import RecordingTI
 
-pytestmark = pytest.mark.airflow2
+pytestmark = pytest.mark.every_line
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"

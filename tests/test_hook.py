@@ -24,7 +24,7 @@ from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
 from airflow_provider_dpc.models import PipelineStatus, StreamingPipeline
 from tests.guide import GUIDE, PROJECT_ID, guide_body, requests_to, wait_for_status
 
-pytestmark = pytest.mark.airflow2
+pytestmark = pytest.mark.every_line
 
 FAST = RetryPolicy(max_attempts=6, backoff_base=0.05, backoff_max=0.2, max_elapsed=30)
 

@@ -43,7 +43,7 @@ try:
 except ImportError:  # Airflow 2.11
     from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred  # type: ignore[no-redef]
 
-pytestmark = pytest.mark.airflow2
+pytestmark = pytest.mark.every_line
 
 FAST = {"max_attempts": 5, "backoff_base": 0.05, "backoff_max": 0.2, "max_elapsed": 20}
 

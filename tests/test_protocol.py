@@ -25,7 +25,7 @@ from airflow_provider_dpc.hooks._protocol import (
 )
 from airflow_provider_dpc.models import PipelineStatus, check_uuid, validate_definition
 
-pytestmark = pytest.mark.airflow2
+pytestmark = pytest.mark.every_line
 
 GET = Call("GET", "/v1/projects", lambda body: body)
 POST = Call("POST", "/v1/projects/x/streaming-pipelines", lambda body: body, idempotent=False)

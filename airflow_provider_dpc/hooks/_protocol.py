@@ -63,11 +63,13 @@ class ConnectionSettings:
     verify: bool | str = True
 
     @classmethod
-    def from_connection(cls, conn: Any) -> ConnectionSettings:
+    def from_connection(cls, conn: Any, extra: Mapping[str, Any] | None = None) -> ConnectionSettings:
+        """Settings from an Airflow connection; ``extra`` is its extra when the caller has read it
+        already (an event loop must, see ``_compat.aextra_dejson``), else ``conn.extra_dejson``."""
+        if extra is None:
+            extra = conn.extra_dejson or {}
         # Airflow 2's form may store extras as ``extra__matillion_dpc__<name>``.
-        extra: dict[str, Any] = {
-            key.removeprefix(f"extra__{CONN_TYPE}__"): value for key, value in (conn.extra_dejson or {}).items()
-        }
+        extra = {key.removeprefix(f"extra__{CONN_TYPE}__"): value for key, value in extra.items()}
         conn_id = conn.conn_id
         region = str(extra.get("region") or DEFAULT_REGION).strip()
         host = (conn.host or "").strip() or f"https://{region}.api.matillion.com/dpc"
@@ -94,6 +96,11 @@ class ConnectionSettings:
             timeout=_number(extra.get("timeout"), "timeout", conn_id, default=30.0),
             verify=_verify(extra.get("verify")),
         )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values to mask wherever Airflow writes logs."""
+        return tuple(secret for secret in (self.client_secret, self.static_token) if secret)
 
     @property
     def token_key(self) -> tuple[str, str]:

@@ -116,15 +116,19 @@ class DpcHook(_compat.BaseHook):
     @property
     def settings(self) -> ConnectionSettings:
         if self._settings is None:
-            self._settings = self._read_settings(self.get_connection(self.dpc_conn_id))
+            settings = ConnectionSettings.from_connection(self.get_connection(self.dpc_conn_id))
+            for secret in settings.secrets:
+                _compat.mask_secret(secret)
+            self._settings = settings
         return self._settings
 
-    @staticmethod
-    def _read_settings(conn: Any) -> ConnectionSettings:
-        settings = ConnectionSettings.from_connection(conn)
-        for secret in (settings.client_secret, settings.static_token):
-            if secret:
-                _compat.mask_secret(secret)
+    async def _aread_settings(self) -> ConnectionSettings:
+        """:attr:`settings` read inside an event loop, which must never block or call the supervisor
+        synchronously (see ``_compat``)."""
+        conn = await _compat.aget_connection(self.dpc_conn_id)
+        settings = ConnectionSettings.from_connection(conn, await _compat.aextra_dejson(conn))
+        for secret in settings.secrets:
+            await _compat.amask_secret(secret)
         return settings
 
     def get_conn(self) -> httpx.Client:
@@ -140,7 +144,7 @@ class DpcHook(_compat.BaseHook):
 
     async def __aenter__(self) -> DpcHook:
         if self._settings is None:
-            self._settings = self._read_settings(await _compat.aget_connection(self.dpc_conn_id))
+            self._settings = await self._aread_settings()
         if self._aclient is None:
             if self.async_transport == "auto" and not _proxy_configured():
                 from airflow_provider_dpc.hooks._aiohttp import AiohttpClient
@@ -229,7 +233,9 @@ class DpcHook(_compat.BaseHook):
                     grant = self.run(token_call(settings))
                 except DpcApiError as exc:
                     raise token_error(settings, exc) from None
-                token = _remember(settings, *grant)
+                token, expires_in = grant
+                _compat.mask_secret(token)
+                TOKENS.put(key, token, expires_in)
         return token
 
     async def _atoken(self, settings: ConnectionSettings) -> str:
@@ -246,7 +252,9 @@ class DpcHook(_compat.BaseHook):
                     grant = await self.arun(token_call(settings))
                 except DpcApiError as exc:
                     raise token_error(settings, exc) from None
-                token = _remember(settings, *grant)
+                token, expires_in = grant
+                await _compat.amask_secret(token)
+                TOKENS.put(key, token, expires_in)
         return token
 
     # ---- projects and environments ----------------------------------------------------------
@@ -437,12 +445,6 @@ def _unclear(error: DpcApiError) -> bool:
 def _status_call(project_id: str, pipeline_id: str) -> Call[PipelineStatus]:
     # A Call is immutable: a poller builds (and checks the ids of) its status read once, not per poll.
     return _calls.get_status(project_id, pipeline_id)
-
-
-def _remember(settings: ConnectionSettings, token: str, expires_in: float) -> str:
-    _compat.mask_secret(token)
-    TOKENS.put(settings.token_key, token, expires_in)
-    return token
 
 
 _ASYNC_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Lock]] = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_dpc._compat import AIRFLOW_V3, BaseOperatorLink
+from airflow_provider_dpc._compat import BaseOperatorLink, get_xcom_value
 
 # The task stores the finished URL under this key, so the link needs no API call to render.
 XCOM_PIPELINE_URL = "dpc_pipeline_url"
@@ -20,8 +20,4 @@ class DpcStreamingPipelineLink(BaseOperatorLink):
     name = "Matillion DPC pipeline"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        if AIRFLOW_V3:
-            from airflow.sdk.execution_time.xcom import XCom
-        else:
-            from airflow.models import XCom  # type: ignore[no-redef,unused-ignore]
-        return XCom.get_value(ti_key=ti_key, key=XCOM_PIPELINE_URL) or ""
+        return get_xcom_value(ti_key, XCOM_PIPELINE_URL) or ""

@@ -7,18 +7,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow_provider_dpc._compat import AirflowSkipException, BaseSensorOperator, Context, conf
+from airflow_provider_dpc._compat import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    Context,
+    conf,
+)
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import PipelineStatus
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.status import StatusGoal, StatusWatch, Verdict, WaitResult, conclude
-
-try:
-    from airflow.sdk.exceptions import AirflowSensorTimeout
-except ImportError:  # Airflow 2.11
-    from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef,attr-defined,unused-ignore]
 
 
 class DpcStreamingPipelineSensor(PipelineTaskMixin, BaseSensorOperator):
