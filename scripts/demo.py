@@ -6,6 +6,7 @@ status timeline as the emulator saw it, the task states and the API calls that w
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from airflow_provider_dpc.emulator import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "example_dpc_quickstart"
+TASKS = ("create_pipeline", "start_pipeline", "consume", "stop_pipeline", "delete_pipeline")
 PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 
 
@@ -51,7 +53,21 @@ def watch_statuses(
             time.sleep(0.2)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--require-installed",
+        action="store_true",
+        help="fail unless the provider is imported from an installed distribution, not this source tree",
+    )
+    args = parser.parse_args(argv)
+    import airflow_provider_dpc
+
+    package = Path(airflow_provider_dpc.__file__).resolve().parent
+    if args.require_installed and package == ROOT / "airflow_provider_dpc":
+        print(f"the provider was imported from the source tree ({package}), not from an installation")
+        return 1
+    print(f"0. airflow-provider-dpc {airflow_provider_dpc.__version__} from {package}")
     home = Path(tempfile.mkdtemp(prefix="dpc-demo-airflow-"))
     with EmulatorProcess(starting_seconds=2, snapshotting_seconds=2, stopping_seconds=2) as emulator:
         env = {
@@ -89,7 +105,7 @@ def main() -> int:
     print("\nPipeline status, as the API reported it:\n   " + " -> ".join(timeline))
     print("\nTask results:")
     states = task_states(env)
-    for task_id in ("create_pipeline", "start_pipeline", "consume", "stop_pipeline", "delete_pipeline"):
+    for task_id in TASKS:
         print(f"   {task_id:<18} {states.get(task_id, 'did not run')}")
     print("\nAPI calls the provider made:")
     for route, count in sorted(stats["requests"].items()):
@@ -98,7 +114,7 @@ def main() -> int:
             print(f"   {count:>4}  {route}")
     grants = stats["token_grants"] - 1  # the status watcher's own token
     print(f"   token grants: {grants}, pipelines created: {stats['pipelines_created']}")
-    if result.returncode != 0:
+    if result.returncode != 0 or any(states.get(task_id) != "success" for task_id in TASKS):
         print(f"\nThe DAG run failed; full log: {log_path}\n" + "\n".join(output.splitlines()[-40:]))
         return 1
     print(f"\nThe quickstart DAG ran green. Full log: {log_path}")
@@ -122,4 +138,4 @@ def task_states(env: dict[str, str]) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
