@@ -30,6 +30,7 @@ PLACEHOLDERS = {
     "token_url": DEFAULT_TOKEN_URL,
     "audience": DEFAULT_AUDIENCE,
     "app_url": DEFAULT_APP_URL,
+    "pipeline_url_template": "{app_url}/projects/{project_id}/...{pipeline_id}",
     "timeout": "30",
 }
 
@@ -65,7 +66,13 @@ EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     ),
     "app_url": (
         "Web app URL",
-        f"Base of the DPC web app, for the tasks' links to their pipeline; leave empty for {DEFAULT_APP_URL}.",
+        f"Base of the DPC web app, for the tasks' links; leave empty for {DEFAULT_APP_URL}.",
+        {"type": ["string", "null"]},
+    ),
+    "pipeline_url_template": (
+        "Pipeline link template",
+        "Optional. Where your DPC web app shows a streaming pipeline, with {app_url}, {project_id} and "
+        "{pipeline_id}; the tasks' links open the pipeline's project when this is empty.",
         {"type": ["string", "null"]},
     ),
     "timeout": (

@@ -54,6 +54,7 @@ class DpcApiError(DpcError):
         status_code: int | None = None,
         method: str | None = None,
         path: str | None = None,
+        problem_type: str | None = None,
         title: str | None = None,
         detail: str | None = None,
         instance: str | None = None,
@@ -63,6 +64,8 @@ class DpcApiError(DpcError):
         self.status_code = status_code
         self.method = method
         self.path = path
+        #: The problem's ``type`` URI, e.g. ``https://api.matillion.com/problems/bad-request``.
+        self.type = problem_type
         self.title = title
         self.detail = detail
         self.instance = instance
@@ -75,6 +78,7 @@ class DpcApiError(DpcError):
         method: str,
         path: str,
         *,
+        problem_type: str | None = None,
         title: str | None = None,
         detail: str | None = None,
         instance: str | None = None,
@@ -91,6 +95,7 @@ class DpcApiError(DpcError):
             status_code=status_code,
             method=method,
             path=path,
+            problem_type=problem_type,
             title=title,
             detail=detail,
             instance=instance,

@@ -7,7 +7,7 @@ importable and testable without OpenLineage. Datasets follow OpenLineage's datas
 ============== ======================================================= =====================================
 store          namespace                                               name
 ============== ======================================================= =====================================
-SQL Server     ``sqlserver://{host}:{port}``                           ``{database}.{schema}.{table}``
+SQL Server     ``mssql://{host}:{port}``                               ``{database}.{schema}.{table}``
 Postgres       ``postgres://{host}:{port}``                            ``{database}.{schema}.{table}``
 MySQL          ``mysql://{host}:{port}``                               ``{schema}.{table}`` (schema = database)
 Oracle         ``oracle://{host}:{port}``                              ``{pdb or database}.{schema}.{table}``
@@ -17,8 +17,11 @@ S3             ``s3://{bucket}``                                       ``{prefix
 Azure Blob     ``wasbs://{container}@{account}.blob.core.windows.net`` ``{prefix}``
 ============== ======================================================= =====================================
 
-Hosts are lower-cased (host names are case-insensitive; OpenLineage's JDBC naming lower-cases them
-too). The Snowflake account identifier is normalised as OpenLineage's Snowflake helper
+Each namespace is the one Airflow's own hooks report for the same database (``MsSqlHook``,
+``PostgresHook``, ``MySqlHook``, ``OracleHook``, ``SnowflakeHook``) and OpenLineage's naming helpers
+give, so the tables join those of every other task. Hosts are lower-cased (host names are
+case-insensitive; OpenLineage's JDBC naming lower-cases them too). The Snowflake account identifier
+is normalised as OpenLineage's Snowflake helper
 (``openlineage.common.provider.snowflake.fix_account_name``) does. Which of these facts are
 confirmed and which are inferred is written next to each function and in ``docs/lineage.md``.
 
@@ -105,7 +108,8 @@ def _source_database(source: Any) -> str | None:
 
 _SCHEMES = {
     PostgresSource: "postgres",
-    SqlServerSource: "sqlserver",
+    # Airflow's MsSqlHook names SQL Server ``mssql``; OpenLineage's ``sqlserver`` is Azure Synapse.
+    SqlServerSource: "mssql",
     OracleSource: "oracle",
     MySqlSource: "mysql",
     Db2IbmiSource: "db2",

@@ -127,12 +127,23 @@ class DpcModel(BaseModel):
 
 
 class SecretReference(DpcModel):
-    """Where the agent finds a secret; the secret's value never passes through Airflow."""
+    """Where the agent finds a secret; the secret's value never passes through Airflow.
+
+    The key inside the secret is accepted as ``secretKey`` (the API reference) or ``key`` (Matillion's
+    Terraform provider) and always sent as ``secretKey``; the type in any case, sent upper case.
+    """
 
     secret_type: SecretType
     secret_name: Text
     secret_location: str | None = None
     secret_key: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_spelling(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "key" in data and "secretKey" not in data and "secret_key" not in data:
+            data = {("secretKey" if name == "key" else name): value for name, value in data.items()}
+        return data
 
 
 class HostConnection(DpcModel):
@@ -299,6 +310,21 @@ class Environment(DpcModel):
     name: str
     default_agent_id: str | None = None
     default_agent_name: str | None = None
+
+
+class Agent(DpcModel):
+    """A DPC agent, as ``GET /v1/agents/{agentId}`` returns it.
+
+    Read leniently: only the id is required, and fields this provider does not know are kept. A
+    streaming pipeline runs on its agent and cannot start while the agent is not connected.
+    """
+
+    agent_id: str
+    name: str | None = None
+    agent_type: str | None = None
+    agent_status: str | None = None
+    connected: bool | None = None
+    cloud_provider: str | None = None
 
 
 T = TypeVar("T")

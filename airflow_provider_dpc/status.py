@@ -211,3 +211,25 @@ def _api_error_class(name: str | None) -> type[DpcApiError]:
     """The :class:`DpcApiError` subclass called ``name``, or DpcApiError itself."""
     found = getattr(exceptions, name or "", None)
     return found if isinstance(found, type) and issubclass(found, DpcApiError) else DpcApiError
+
+
+# ---- agents -------------------------------------------------------------------------------------
+
+#: Agent statuses that mean the agent cannot run a pipeline now. The reference shows ``running`` for
+#: a healthy agent and documents no other value, so any other status is let through: only what is
+#: plainly down stops a START.
+AGENT_DOWN_STATUSES = frozenset({"stopped", "stopping", "failed", "error", "offline", "disconnected", "terminated"})
+
+
+def agent_down(agent: Any) -> str | None:
+    """Why ``agent`` (an :class:`~airflow_provider_dpc.models.Agent`) cannot run a pipeline now, or None.
+
+    A streaming pipeline cannot start while its agent is not connected: the START is acknowledged
+    and then nothing happens, so a task would wait out its whole timeout.
+    """
+    status = (agent.agent_status or "").strip()
+    if agent.connected is False:
+        return f"is not connected (agentStatus {status or 'not given'})"
+    if status.lower() in AGENT_DOWN_STATUSES:
+        return f"is {status}"
+    return None

@@ -1,6 +1,7 @@
 """Dependency-gated activation: start the pipeline only after upstream loads succeed, then gate consumers.
 
-Two ways to hold downstream work until the pipeline streams: a task downstream of a
+The start task checks the pipeline's streaming agent before sending START. Two ways to hold
+downstream work until the pipeline streams: a task downstream of a
 ``DpcStreamingPipelineSensor`` in this DAG, and other DAGs scheduled on the asset that the sensor
 updates once the pipeline streams.
 """
@@ -43,11 +44,14 @@ with DAG(
     def check_source_ready() -> None:
         """Another upstream check, e.g. that CDC is enabled on the source tables."""
 
+    # Reads the pipeline's streaming agent first: while the agent is not connected, START would be
+    # acknowledged and ignored, so the task fails at once naming the agent instead of gating forever.
     start = DpcStartStreamingPipelineOperator(
         task_id="start_pipeline",
         project_id=PROJECT_ID,
         pipeline_name="{{ params.pipeline_name }}",
         wait_for_streaming=False,
+        check_agent=True,
     )
     gate = DpcStreamingPipelineSensor(
         task_id="wait_until_streaming",

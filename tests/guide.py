@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 GUIDE = Path(__file__).parent / "fixtures" / "guide"
 PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"  # the guide's project, which the emulator serves
+GUIDE_AGENT_ID = "2734aa6f-0c64-4d2b-9406-f44dc8f1f3b6"  # the agent of the guide's pipeline, seeded as up
 
 
 def guide_body(name: str | None = None) -> dict[str, Any]:

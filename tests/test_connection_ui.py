@@ -37,6 +37,7 @@ LABELS = {
     "token_url": "Token URL",
     "audience": "Audience",
     "app_url": "Web app URL",
+    "pipeline_url_template": "Pipeline link template",
     "timeout": "Timeout (seconds)",
     "verify": "Verify TLS",
 }
@@ -209,6 +210,7 @@ def test_every_extra_field_is_read_by_the_hook() -> None:
             token_url="https://id.example.com/token",
             audience="https://aud.example.com",
             app_url="https://app.example.com",
+            pipeline_url_template="{app_url}/x/{pipeline_id}",
             timeout="12",
             verify=False,
         )
@@ -219,6 +221,7 @@ def test_every_extra_field_is_read_by_the_hook() -> None:
     assert settings.token_url == "https://id.example.com/token"
     assert settings.audience == "https://aud.example.com"
     assert settings.app_url == "https://app.example.com"
+    assert settings.pipeline_url_template == "{app_url}/x/{pipeline_id}"
     assert settings.timeout == 12
     assert settings.verify is False
     token = ConnectionSettings.from_connection(connection(login=None, password=None, token="ready-token-value"))
@@ -230,6 +233,7 @@ def test_every_extra_field_is_read_by_the_hook() -> None:
         "token_url",
         "audience",
         "app_url",
+        "pipeline_url_template",
         "timeout",
         "verify",
     }

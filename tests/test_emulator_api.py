@@ -23,7 +23,7 @@ from airflow_provider_dpc.emulator.__main__ import build_parser, config_from_arg
 from airflow_provider_dpc.emulator.config import ConfigError, load_seed
 from airflow_provider_dpc.emulator.state import EmulatorState
 from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
-from tests.guide import PROJECT_ID
+from tests.guide import GUIDE_AGENT_ID, PROJECT_ID
 
 PIPELINES = f"/v1/projects/{PROJECT_ID}/streaming-pipelines"
 Guide = Callable[[str], Any]
@@ -193,6 +193,51 @@ def test_admin_die_and_die_after(api: httpx.Client, fresh_emulator: EmulatorProc
     assert fresh_emulator.die_after(second, 0.3)["dieAfterSeconds"] == 0.3
     assert _status(api, second) == "STREAMING"
     _wait_for(api, second, "NOT_RUNNING", within=2)
+
+
+def test_agents_list_and_get(api: httpx.Client) -> None:
+    listed = api.get("/v1/agents").json()
+    assert (listed["page"], listed["total"]) == (0, 1)
+    (agent,) = listed["results"]
+    assert agent == api.get(f"/v1/agents/{GUIDE_AGENT_ID}").json()
+    assert agent["agentId"] == GUIDE_AGENT_ID
+    assert (agent["name"], agent["agentType"], agent["agentStatus"], agent["connected"]) == (
+        "Test-agent",
+        "streaming",
+        "running",
+        True,
+    )
+    missing = api.get(f"/v1/agents/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert api.get("/v1/agents/not-a-uuid").status_code == 404
+
+
+@pytest.mark.parametrize("down", [{"connected": False}, {"agentStatus": "stopped"}])
+def test_start_changes_nothing_while_the_agent_is_down(
+    api: httpx.Client, fresh_emulator: EmulatorProcess, guide: Guide, down: dict[str, Any]
+) -> None:
+    pipeline_id = _create(api, guide)
+    assert fresh_emulator.set_agent(GUIDE_AGENT_ID, **down) == {**api.get(f"/v1/agents/{GUIDE_AGENT_ID}").json()}
+    _command(api, pipeline_id, "START")
+    time.sleep(0.4)
+    assert _status(api, pipeline_id) == "NOT_RUNNING"
+    fresh_emulator.set_agent(GUIDE_AGENT_ID, connected=True, agentStatus="running")
+    _command(api, pipeline_id, "START")
+    assert _status(api, pipeline_id) == "STARTING"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"connected": "no"}, "connected"), ({"agentStatus": ""}, "agentStatus"), ({"name": "x"}, "name")],
+)
+def test_admin_agent_switch_rejects_bad_settings(
+    fresh_emulator: EmulatorProcess, body: dict[str, Any], field: str
+) -> None:
+    response = httpx.put(f"{fresh_emulator.origin}/_emulator/agents/{GUIDE_AGENT_ID}", json=body)
+    assert response.status_code == 400
+    assert field in response.text
+    assert httpx.put(f"{fresh_emulator.origin}/_emulator/agents/{uuid.uuid4()}", json={}).status_code == 404
 
 
 def test_die_after_from_the_definition_over_http(
@@ -417,7 +462,7 @@ def test_unknown_ids_are_404_naming_what_was_not_found(api: httpx.Client, path: 
 
 
 def test_unknown_routes_and_methods_answer_problems(api: httpx.Client) -> None:
-    missing = api.get("/v1/agents")
+    missing = api.get("/v1/no-such-resource")
     assert (missing.status_code, missing.headers["content-type"]) == (404, "application/problem+json")
     wrong_method = api.patch(f"{PIPELINES}/{uuid.uuid4()}")
     assert wrong_method.status_code == 405
@@ -496,11 +541,29 @@ def test_violations_error_style(api: httpx.Client, fresh_emulator: EmulatorProce
     del body["streamingTarget"]["connection"]["authentication"]
     problem = api.post(PIPELINES, json=body).json()
     assert "validation-errors" not in problem
+    assert list(problem) == ["type", "title", "status", "detail", "instance", "violations"]  # as the reference
+    assert problem["type"] == "https://api.matillion.com/problems/bad-request"
     assert problem["violations"] == [
         "streamingTarget.connection.authentication: must not be null",
         "streamingSource.connection.username: must not be empty",
     ]
     assert problem["detail"] == "There are validation errors with the streaming pipeline definition"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "slug"),
+    [
+        ("GET", f"/v1/projects/{PROJECT_ID}/streaming-pipelines/{uuid.UUID(int=1)}", 404, "not-found"),
+        ("PATCH", f"/v1/projects/{PROJECT_ID}/streaming-pipelines", 405, "method-not-allowed"),
+        ("POST", f"/v1/projects/{PROJECT_ID}/streaming-pipelines", 415, "unsupported-media-type"),
+    ],
+)
+def test_every_problem_carries_its_type(api: httpx.Client, method: str, path: str, status: int, slug: str) -> None:
+    response = api.request(method, path, content=b"x" if method == "POST" else None)
+    assert response.status_code == status
+    assert response.json()["type"] == f"https://api.matillion.com/problems/{slug}"
+    unauthorized = httpx.get(str(api.base_url).rstrip("/") + "/v1/projects")
+    assert unauthorized.json()["type"] == "https://api.matillion.com/problems/unauthorized"
 
 
 def test_bad_admin_settings_are_rejected(fresh_emulator: EmulatorProcess) -> None:
@@ -534,6 +597,8 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
     project = "/dpc/v1/projects/{projectId}"
     pipeline = project + "/streaming-pipelines/{pipelineId}"
     assert {path: sorted(ops) for path, ops in doc["paths"].items()} == {
+        "/dpc/v1/agents": ["get"],
+        "/dpc/v1/agents/{agentId}": ["get"],
         "/dpc/v1/projects": ["get"],
         project + "/environments": ["get"],
         project + "/streaming-pipelines": ["get", "post"],

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import PipelineStatus
-from tests.guide import PROJECT_ID, guide_body, requests_to
+from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to
 
 pytestmark = pytest.mark.every_line
 
@@ -85,11 +85,11 @@ def test_quickstart(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrabl
     assert requests_to(example_env, "POST", "/commands") == 2  # one START, one STOP
     assert DpcHook().list_streaming_pipelines(PROJECT_ID) == []
     link = extra_link(dag, run, "start_pipeline")
-    assert link.startswith(f"https://app.matillion.com/projects/{PROJECT_ID}/streaming/pipelines/"), link
+    assert link == f"https://app.matillion.com/projects/{PROJECT_ID}/branches", link
 
 
 def extra_link(dag: Any, run: Any, task_id: str) -> str:
-    """The task's 'Matillion DPC pipeline' link as the UI would show it."""
+    """The task's 'Matillion DPC' link as the UI would show it."""
     from airflow_provider_dpc.links.dpc import DpcStreamingPipelineLink
 
     try:
@@ -138,6 +138,16 @@ def test_gated_activation(example_env: Any, monkeypatch: pytest.MonkeyPatch, def
     states = task_states(run)
     assert (states["wait_until_streaming"], states["consume"]) == ("success", "success"), states
     assert DpcHook().get_status(PROJECT_ID, pipeline_id) is PipelineStatus.STREAMING
+
+
+def test_gated_activation_fails_at_the_start_when_the_agent_is_down(example_env: Any) -> None:
+    make_pipeline("agentless")
+    example_env.set_agent(GUIDE_AGENT_ID, connected=False)
+    dag = load_dag("example_dpc_gated_activation.py", "example_dpc_gated_activation")
+    run = dag.test(run_conf={"pipeline_name": "agentless"})
+    states = task_states(run)
+    assert (states["start_pipeline"], states["wait_until_streaming"]) == ("failed", "upstream_failed"), states
+    assert requests_to(example_env, "POST", "/commands") == 0
 
 
 def test_gated_activation_fails_the_gate_when_the_pipeline_cannot_start(example_env: Any) -> None:

@@ -22,6 +22,7 @@ from airflow_provider_dpc.hooks._calls import _pipelines_path
 from airflow_provider_dpc.hooks._protocol import Call
 from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
 from airflow_provider_dpc.models import PipelineStatus, StreamingPipeline
+from airflow_provider_dpc.status import agent_down
 from tests.guide import GUIDE, PROJECT_ID, guide_body, requests_to, wait_for_status
 
 pytestmark = pytest.mark.every_line
@@ -69,6 +70,49 @@ def test_projects_and_environments_match_the_guide(hook: DpcHook) -> None:
         hook.find_project_by_name("nope")
     environments = hook.list_environments(PROJECT_ID)
     assert environments[0].default_agent_id == "2734aa6f-0c64-4d2b-9406-f44dc8f1f3b6"
+
+
+def test_agents(hook: DpcHook, fresh_emulator: Any) -> None:
+    agent_id = hook.list_environments(PROJECT_ID)[0].default_agent_id
+    assert agent_id is not None
+    (listed,) = hook.list_agents()
+    agent = hook.get_agent(agent_id)
+    assert listed == agent
+    assert (agent.agent_id, agent.name, agent.agent_status, agent.connected) == (
+        agent_id,
+        "Test-agent",
+        "running",
+        True,
+    )
+    assert agent_down(agent) is None
+    fresh_emulator.set_agent(agent_id, connected=False)
+    assert agent_down(hook.get_agent(agent_id)) == "is not connected (agentStatus running)"
+    with pytest.raises(DpcNotFoundError, match=r"404 Not Found on GET /v1/agents/"):
+        hook.get_agent(str(uuid.uuid4()))
+    with pytest.raises(DpcValidationError, match="agent_id"):
+        hook.get_agent("not-a-uuid")
+
+
+def test_terraform_spellings_are_accepted_and_sent_as_the_reference_shows(hook: DpcHook, fresh_emulator: Any) -> None:
+    """Matillion's Terraform provider writes enums lower case and a secret's key as ``key``."""
+    body = guide_body("terraform-style")
+    target = body["streamingTarget"]
+    target["transformationType"] = "change_log"
+    target["tablePrefixType"] = target["tablePrefixType"].lower()
+    key = target["connection"]["authentication"]["privateKey"]
+    key["secretType"] = key["secretType"].lower()
+    key["key"] = "private-key"
+    created = hook.create_streaming_pipeline(PROJECT_ID, body)
+    stored = hook.get_streaming_pipeline(PROJECT_ID, created.streaming_pipeline_id).to_wire()["streamingTarget"]
+    assert stored["transformationType"] == "CHANGE_LOG"
+    assert stored["tablePrefixType"] == guide_body()["streamingTarget"]["tablePrefixType"]
+    sent_key = stored["connection"]["authentication"]["privateKey"]
+    assert (
+        sent_key["secretType"]
+        == guide_body()["streamingTarget"]["connection"]["authentication"]["privateKey"]["secretType"]
+    )
+    assert sent_key["secretKey"] == "private-key"
+    assert "key" not in sent_key
 
 
 def test_pipeline_lifecycle(hook: DpcHook, fresh_emulator: Any) -> None:
@@ -145,6 +189,7 @@ def test_api_validation_errors_in_both_shapes(hook: DpcHook, fresh_emulator: Any
     with pytest.raises(DpcValidationError) as info:
         hook.run(call)
     assert info.value.status_code == 400
+    assert info.value.type == "https://api.matillion.com/problems/bad-request"
     assert info.value.errors == [
         ("streamingTarget.connection.authentication", "must not be null"),
         ("streamingSource.connection.username", "must not be empty"),

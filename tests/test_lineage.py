@@ -84,7 +84,7 @@ SOURCES = {
     ),
     "sqlserver": (
         {"type": "sqlserver", "connection": connection(port=1433, database="shop"), "tables": TABLES},
-        "sqlserver://db.example.com:1433",
+        "mssql://db.example.com:1433",
         ["shop.sales.orders", "shop.sales.order_lines"],
     ),
     "mysql": (
@@ -135,8 +135,8 @@ def test_hosts_are_lower_cased_and_ipv6_bracketed() -> None:
 def test_the_guides_pipeline() -> None:
     definition = validate_definition(guide_body())
     assert [d.uri for d in input_datasets(definition)] == [
-        "sqlserver://sqlserver.my-org.com:1433/my_database.my_schema.my_first_table",
-        "sqlserver://sqlserver.my-org.com:1433/my_database.my_schema.my_second_table",
+        "mssql://sqlserver.my-org.com:1433/my_database.my_schema.my_first_table",
+        "mssql://sqlserver.my-org.com:1433/my_database.my_schema.my_second_table",
     ]
     # The account part follows the installed OpenLineage helper (older ones keep the region).
     account = snowflake_account_identifier(definition.streaming_target.connection.account_name)  # type: ignore[union-attr]
@@ -240,6 +240,24 @@ def test_names_match_openlineage_naming_helpers() -> None:
     check(snowflake, naming.Snowflake("myorg", "myaccount", "STREAMING_DB", "STREAMING_SCHEMA", table))
     s3 = output_datasets(with_source(SOURCES["postgres"][0], {"type": "s3", "bucket": "b", "prefix": "cdc/orders"}))
     check(s3[0], naming.S3("b", "cdc/orders"))
+
+
+@pytest.mark.skipif(
+    not _installed("airflow.providers.common.sql.hooks.sql"),
+    reason="apache-airflow-providers-common-sql is not installed (the OpenLineage provider brings it)",
+)
+def test_sql_server_namespace_is_the_one_airflows_mssql_hook_reports() -> None:
+    """MsSqlHook names SQL Server ``mssql://`` + DbApiHook's authority (default port 1433)."""
+    from airflow.models.connection import Connection
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    definition = validate_definition(guide_body())
+    host = definition.streaming_source.connection.host
+    authority = DbApiHook.get_openlineage_authority_part(
+        Connection(conn_id="guide_mssql", conn_type="mssql", host=host, port=1433), default_port=1433
+    )
+    assert authority == "sqlserver.my-org.com:1433"
+    assert {d.namespace for d in input_datasets(definition)} == {f"mssql://{authority}"}
 
 
 def test_importing_the_operators_imports_no_openlineage() -> None:

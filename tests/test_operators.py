@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
-from tests.guide import PROJECT_ID, guide_body
+from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to
 from tests.task_runner import RecordingTI, first_event, run_task
 
 try:
@@ -77,7 +78,27 @@ def test_create_returns_the_id_and_pushes_it_with_the_link(hook: DpcHook, fresh_
     pipeline_id = run(op, ti)
     assert hook.get_streaming_pipeline(PROJECT_ID, pipeline_id).name == "new"
     assert ti.xcom["pipeline_id"] == pipeline_id
-    assert ti.xcom[XCOM_PIPELINE_URL].endswith(f"/projects/{PROJECT_ID}/streaming/pipelines/{pipeline_id}")
+    assert ti.xcom[XCOM_PIPELINE_URL] == f"https://app.matillion.com/projects/{PROJECT_ID}/branches"
+
+
+def test_the_link_follows_the_connections_pipeline_url_template(conn_env: Any, pipeline: str) -> None:
+    template = "{app_url}/projects/{project_id}/streaming/pipelines/{pipeline_id}"
+    conn_env("matillion_dpc_default", extra={"app_url": "https://dpc.example.com/", "pipeline_url_template": template})
+    ti = RecordingTI()
+    run(DpcStopStreamingPipelineOperator(task_id="s", pipeline_id=pipeline, **common()), ti)
+    assert ti.xcom[XCOM_PIPELINE_URL] == f"https://dpc.example.com/projects/{PROJECT_ID}/streaming/pipelines/{pipeline}"
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [("{app_url}/p/{pipelineId}", "unknown placeholder(s) {pipelineId}"), ("{app_url}/p/{", "Single '{'")],
+)
+def test_a_bad_pipeline_url_template_is_named(conn_env: Any, pipeline: str, template: str, problem: str) -> None:
+    conn_env("matillion_dpc_default", extra={"pipeline_url_template": template})
+    op = DpcStopStreamingPipelineOperator(task_id="s", pipeline_id=pipeline, **common())
+    with pytest.raises(DpcValidationError, match=r"extra 'pipeline_url_template' .*" + re.escape(problem)) as info:
+        run(op)
+    assert info.value.errors[0].field == "extra.pipeline_url_template"
 
 
 def test_create_from_a_json_file(hook: DpcHook, fresh_emulator: Any, tmp_path: Path) -> None:
@@ -346,3 +367,46 @@ print(sorted(m for m in heavy if m in sys.modules))
 def test_retry_policy_round_trips() -> None:
     policy = RetryPolicy(max_attempts=3, backoff_base=0.5)
     assert RetryPolicy.coerce(policy.to_dict()) == policy
+
+
+# ---- the start operator checks the pipeline's agent ---------------------------------------------
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+@pytest.mark.parametrize("down", [{"connected": False}, {"agentStatus": "stopped"}])
+def test_start_fails_at_once_when_the_agent_is_down(
+    pipeline: str, fresh_emulator: Any, deferrable: bool, down: dict[str, Any]
+) -> None:
+    fresh_emulator.set_agent(GUIDE_AGENT_ID, **down)
+    op = DpcStartStreamingPipelineOperator(
+        task_id="s", pipeline_id=pipeline, deferrable=deferrable, timeout=600, **common()
+    )
+    began = time.monotonic()
+    with pytest.raises(DpcPipelineStateError) as failed:
+        run(op)
+    assert time.monotonic() - began < 5  # not the 600 s timeout
+    message = str(failed.value)
+    assert f"agent Test-agent ({GUIDE_AGENT_ID})" in message
+    assert pipeline in message
+    assert ("is not connected" if "connected" in down else "is stopped") in message
+    assert requests_to(fresh_emulator, "POST", "/commands") == 0  # no START was sent
+
+
+def test_a_pipeline_whose_agent_is_down_stays_not_running_after_start(
+    hook: DpcHook, pipeline: str, fresh_emulator: Any
+) -> None:
+    fresh_emulator.set_agent(GUIDE_AGENT_ID, connected=False)
+    op = DpcStartStreamingPipelineOperator(
+        task_id="s", pipeline_id=pipeline, check_agent=False, grace_period=0.5, timeout=30, **common()
+    )
+    with pytest.raises(DpcPipelineStateError, match="is NOT_RUNNING"):
+        run(op)
+    assert requests_to(fresh_emulator, "POST", "/commands") == 1
+    assert hook.get_status(PROJECT_ID, pipeline) is PipelineStatus.NOT_RUNNING
+
+
+def test_start_checks_a_connected_agent_and_streams(hook: DpcHook, pipeline: str, fresh_emulator: Any) -> None:
+    op = DpcStartStreamingPipelineOperator(task_id="s", pipeline_id=pipeline, **common())
+    assert run(op) == pipeline
+    assert requests_to(fresh_emulator, "GET", "/agents/{agentId}") == 1
+    assert hook.get_status(PROJECT_ID, pipeline) is PipelineStatus.STREAMING

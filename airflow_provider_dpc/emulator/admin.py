@@ -1,4 +1,5 @@
-"""Admin routes under ``/_emulator``: health, stats, reset, faults, settings, pipeline failures and tokens.
+"""Admin routes under ``/_emulator``: health, stats, reset, faults, settings, pipeline failures, agents
+and tokens.
 
 They need no token and are never hit by injected faults, so a test can always observe and steer the
 emulator whatever state it has put the API in.
@@ -130,6 +131,31 @@ async def die_after(request: Request) -> Response:
     return ApiJSONResponse(_describe(emulator, pipeline))
 
 
+async def put_agent(request: Request) -> Response:
+    """Change a seeded agent's ``connected`` and ``agentStatus``, e.g. ``{"connected": false}``."""
+    raw = request.path_params["agentId"]
+    try:
+        agent_id = str(uuid.UUID(raw))
+    except ValueError:
+        agent_id = ""
+    agent = _emulator(request).state.agent(agent_id)
+    if agent is None:
+        raise ProblemError(404, f"Agent '{raw[:80]}' was not found")
+    body = await read_json_object(request)
+    errors = [FieldError(name, "is not a setting of an agent") for name in body if name not in _AGENT_SETTINGS]
+    if "connected" in body and not isinstance(body["connected"], bool):
+        errors.append(FieldError("connected", "must be true or false"))
+    if "agentStatus" in body and not (isinstance(body["agentStatus"], str) and body["agentStatus"].strip()):
+        errors.append(FieldError("agentStatus", "must be a non-empty string"))
+    if errors:
+        raise ProblemError(400, "Invalid agent settings", errors=errors)
+    agent.update(body)
+    return ApiJSONResponse(agent)
+
+
+_AGENT_SETTINGS = frozenset({"connected", "agentStatus"})
+
+
 def admin_routes() -> list[Route]:
     p = ADMIN_PREFIX
     return method_routes(
@@ -146,5 +172,6 @@ def admin_routes() -> list[Route]:
             (p + "/pipelines/{pipelineId}/fail-start", "POST", fail_start),
             (p + "/pipelines/{pipelineId}/die", "POST", die),
             (p + "/pipelines/{pipelineId}/die-after", "POST", die_after),
+            (p + "/agents/{agentId}", "PUT", put_agent),
         ]
     )

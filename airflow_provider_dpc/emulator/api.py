@@ -1,4 +1,4 @@
-"""The ``/dpc/v1`` routes: projects, environments and streaming pipelines.
+"""The ``/dpc/v1`` routes: agents, projects, environments and streaming pipelines.
 
 Handlers validate ids, paging and bodies themselves and raise :class:`ProblemError` for anything
 wrong, so every client mistake gets the API's problem answer. Bearer tokens are checked before any
@@ -31,6 +31,7 @@ from airflow_provider_dpc.models import (
 __all__ = ["API_PREFIX", "api_routes", "authorize", "method_routes"]
 
 API_PREFIX = "/dpc/v1"
+AGENTS = API_PREFIX + "/agents"
 PROJECTS = API_PREFIX + "/projects"
 PROJECT = PROJECTS + "/{projectId}"
 PIPELINES = PROJECT + "/streaming-pipelines"
@@ -131,6 +132,19 @@ async def list_environments(request: Request) -> Response:
     return _page(request, _emulator(request).state.environments(project_id), unpaged_like_guide=True)
 
 
+async def list_agents(request: Request) -> Response:
+    return _page(request, list(_emulator(request).state.agents.values()))
+
+
+async def get_agent(request: Request) -> Response:
+    raw = request.path_params["agentId"]
+    agent_id = _canonical_uuid(raw)
+    agent = None if agent_id is None else _emulator(request).state.agent(agent_id)
+    if agent is None:
+        raise ProblemError(404, f"Agent '{_shown(raw)}' was not found")
+    return ApiJSONResponse(agent)
+
+
 async def list_pipelines(request: Request) -> Response:
     project_id = _project_id(request)
     return _page(request, [p.body() for p in _emulator(request).state.project_pipelines(project_id)])
@@ -205,8 +219,7 @@ def _command(body: dict[str, Any]) -> PipelineCommand:
 async def send_command(request: Request) -> Response:
     pipeline = _pipeline(request)
     command = _command(await read_json_object(request))
-    emulator = _emulator(request)
-    pipeline.command(command, emulator.state.clock(), emulator.config)
+    _emulator(request).state.command(pipeline, command)
     return Response(status_code=200)
 
 
@@ -233,6 +246,8 @@ def _authorized(handler: Handler) -> Handler:
 def api_routes() -> list[Route]:
     """Every ``/dpc/v1`` route; the path templates are also the keys of the request counters."""
     table: list[tuple[str, str, Handler]] = [
+        (AGENTS, "GET", list_agents),
+        (AGENTS + "/{agentId}", "GET", get_agent),
         (PROJECTS, "GET", list_projects),
         (PROJECT + "/environments", "GET", list_environments),
         (PIPELINES, "GET", list_pipelines),

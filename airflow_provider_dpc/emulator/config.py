@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from airflow_provider_dpc.models import Environment, Project
+from airflow_provider_dpc.models import Agent, Environment, Project
 
 __all__ = [
     "DEFAULT_SEED",
@@ -49,6 +49,9 @@ class Seed(BaseModel):
 
     projects: list[Project] = Field(default_factory=list)
     environments: dict[str, list[Environment]] = Field(default_factory=dict)
+    #: Agents as ``GET /v1/agents`` lists them. An agent a pipeline names but the seed does not is
+    #: taken to be a connected, running streaming agent.
+    agents: list[Agent] = Field(default_factory=list)
 
     @field_validator("projects")
     @classmethod
@@ -81,6 +84,16 @@ DEFAULT_SEED = Seed(
             Environment(name="Environment-1", default_agent_id=GUIDE_AGENT_ID, default_agent_name="Test-agent")
         ]
     },
+    agents=[
+        Agent(
+            agent_id=GUIDE_AGENT_ID,
+            name="Test-agent",
+            agent_type="streaming",
+            agent_status="running",
+            connected=True,
+            cloud_provider="aws",
+        )
+    ],
 )
 
 

@@ -10,7 +10,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from airflow_provider_dpc.emulator.api import DEFAULT_SIZE, MAX_PAGE, MAX_SIZE, PIPELINE, PIPELINES, PROJECT, PROJECTS
+from airflow_provider_dpc.emulator.api import (
+    AGENTS,
+    DEFAULT_SIZE,
+    MAX_PAGE,
+    MAX_SIZE,
+    PIPELINE,
+    PIPELINES,
+    PROJECT,
+    PROJECTS,
+)
 from airflow_provider_dpc.emulator.oauth import AUDIENCE, TOKEN_PATH
 from airflow_provider_dpc.emulator.problems import PROBLEM_MEDIA_TYPE
 from airflow_provider_dpc.emulator.state import DIE_AFTER_KEY, FAIL_START_KEY
@@ -87,7 +96,7 @@ def _problem_schema() -> dict[str, Any]:
             },
             "violations": {"type": "array", "items": {"type": "string"}},
         },
-        "required": ["title", "status"],
+        "required": ["type", "title", "status"],
     }
 
 
@@ -134,6 +143,19 @@ def _schemas() -> dict[str, Any]:
             },
             "required": ["name"],
         },
+        "Agent": {
+            "type": "object",
+            "properties": {
+                "agentId": uuid_string,
+                "name": {"type": "string"},
+                "agentType": {"type": "string", "description": "e.g. data_productivity_cloud or streaming"},
+                "agentStatus": {"type": "string", "description": "e.g. running"},
+                "connected": {"type": "boolean"},
+                "cloudProvider": {"type": "string"},
+            },
+            "required": ["agentId"],
+        },
+        "AgentPage": _page_schema("Agent"),
         "ProjectPage": _page_schema("Project"),
         "EnvironmentPage": _page_schema("Environment"),
         "StreamingPipelinePage": _page_schema("StreamingPipeline"),
@@ -239,6 +261,22 @@ def _paths() -> dict[str, Any]:
     bad_paging = _problem("Invalid page or size")
     pipeline = [_PROJECT_ID, _PIPELINE_ID]
     return {
+        AGENTS: {
+            "get": _operation(
+                "listAgents",
+                "List agents",
+                {"200": _json("Agents", "AgentPage"), "400": bad_paging},
+                parameters=_PAGING,
+            )
+        },
+        AGENTS + "/{agentId}": {
+            "get": _operation(
+                "getAgent",
+                "Get an agent: its status and whether it is connected",
+                {"200": _json("Agent", "Agent"), "404": _problem("Unknown agent")},
+                parameters=[_param("agentId", "path", {"type": "string", "format": "uuid"}, "Agent id")],
+            )
+        },
         PROJECTS: {
             "get": _operation(
                 "listProjects",

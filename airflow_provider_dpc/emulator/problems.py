@@ -24,10 +24,12 @@ __all__ = [
     "ProblemError",
     "api_path",
     "problem_response",
+    "problem_type",
     "read_json_object",
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://api.matillion.com/problems"
 MAX_BODY_BYTES = 1_048_576
 MAX_DEPTH = 64
 _API_PREFIX = "/dpc"
@@ -73,8 +75,16 @@ def problem_response(
     error_style: str = "validation-errors",
     headers: Mapping[str, str] | None = None,
 ) -> ApiJSONResponse:
-    """A problem answer; field errors go in ``validation-errors`` or ``violations`` per ``error_style``."""
-    body: dict[str, Any] = {"title": _title(status), "status": status, "detail": detail, "instance": instance}
+    """A problem answer as the API reference shows it (``type``, ``title``, ``status``, ``detail``,
+    ``instance``); field errors go in ``validation-errors`` or ``violations`` per ``error_style``."""
+    title = _title(status)
+    body: dict[str, Any] = {
+        "type": problem_type(status),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
     found = list(errors)
     if found:
         if error_style == "violations":
@@ -82,6 +92,12 @@ def problem_response(
         else:
             body["validation-errors"] = [{"field": e.field, "message": e.message} for e in found]
     return ApiJSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE)
+
+
+def problem_type(status: int) -> str:
+    """The reference's problem ``type`` URI for a status, e.g. ``.../problems/bad-request`` for 400."""
+    slug = "-".join(_title(status).lower().replace("'", "").split())
+    return f"{PROBLEM_TYPE_BASE}/{slug}"
 
 
 def _title(status: int) -> str:

@@ -295,6 +295,11 @@ class EmulatorProcess:
         )
         return result
 
+    def set_agent(self, agent_id: str, **settings: Any) -> dict[str, Any]:
+        """Change a seeded agent, e.g. ``set_agent(GUIDE_AGENT_ID, connected=False)`` takes it down."""
+        result: dict[str, Any] = self._admin("PUT", f"/agents/{quote(agent_id, safe='')}", settings)
+        return result
+
     def token(self) -> str:
         """A fresh access token from the token endpoint."""
         if self._http is None:

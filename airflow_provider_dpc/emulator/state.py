@@ -18,6 +18,9 @@ Failure switches, so clients can be tested against pipelines that do not behave:
   ``POST /_emulator/pipelines/{id}/die-after``; when set on a pipeline already streaming, it dies N
   seconds from then.
 * die: ``POST /_emulator/pipelines/{id}/die`` drops a pipeline that is not NOT_RUNNING to NOT_RUNNING now.
+* agent down: ``PUT /_emulator/agents/{id}`` with ``{"connected": false}`` or ``{"agentStatus": "stopped"}``
+  takes a seeded agent down; a START to a pipeline on it is then acknowledged and ignored, so the
+  pipeline stays NOT_RUNNING, as it does in DPC.
 
 Statuses are computed lazily from ``time.monotonic()`` timestamps whenever a pipeline is read, so
 there are no background tasks and a pause of the process never loses a transition.
@@ -192,6 +195,7 @@ class EmulatorState:
         self.config = config
         self.tokens = TokenStore(clock)
         self.pipelines: dict[str, Pipeline] = {}
+        self.agents: dict[str, dict[str, Any]] = {agent.agent_id: agent.to_wire() for agent in config.seed.agents}
         self.requests: Counter[str] = Counter()
         self.token_grants = 0
         self.pipelines_created = 0
@@ -222,6 +226,23 @@ class EmulatorState:
 
     def delete(self, pipeline: Pipeline) -> None:
         self.pipelines.pop(pipeline.pipeline_id, None)
+
+    def agent(self, agent_id: str) -> dict[str, Any] | None:
+        return self.agents.get(agent_id)
+
+    def agent_is_up(self, agent_id: str | None) -> bool:
+        """Whether a pipeline on ``agent_id`` can start: a seeded agent must be connected and running;
+        an agent the seed does not list is taken to be up."""
+        agent = self.agents.get(agent_id or "")
+        return agent is None or (
+            agent.get("connected") is True and str(agent.get("agentStatus", "")).lower() == "running"
+        )
+
+    def command(self, pipeline: Pipeline, command: PipelineCommand) -> None:
+        """START is acknowledged but changes nothing while the pipeline's agent is down, as in DPC."""
+        if command is PipelineCommand.START and not self.agent_is_up(pipeline.definition.get("agentId")):
+            return
+        pipeline.command(command, self.clock(), self.config)
 
     def status(self, pipeline: Pipeline) -> PipelineStatus:
         return pipeline.settle(self.clock())

@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 
 from airflow_provider_dpc.hooks._protocol import Call
 from airflow_provider_dpc.models import (
+    Agent,
     Environment,
     Page,
     PipelineCommand,
@@ -54,6 +55,14 @@ def list_projects(page: int, size: int) -> Call[Page[Project]]:
 def list_environments(project_id: str, page: int, size: int) -> Call[Page[Environment]]:
     path = f"/v1/projects/{check_uuid(project_id, 'project_id')}/environments"
     return Call("GET", path, _parse_page(Environment), params=_page_params(page, size))
+
+
+def list_agents(page: int, size: int) -> Call[Page[Agent]]:
+    return Call("GET", "/v1/agents", _parse_page(Agent), params=_page_params(page, size))
+
+
+def get_agent(agent_id: str) -> Call[Agent]:
+    return Call("GET", f"/v1/agents/{check_uuid(agent_id, 'agent_id')}", Agent.model_validate)
 
 
 def list_pipelines(project_id: str, page: int, size: int) -> Call[Page[StreamingPipeline]]:

@@ -59,6 +59,7 @@ class ConnectionSettings:
     static_token: str | None = field(default=None, repr=False)
     account_id: str | None = None
     app_url: str = DEFAULT_APP_URL
+    pipeline_url_template: str | None = None
     timeout: float = 30.0
     verify: bool | str = True
 
@@ -93,6 +94,7 @@ class ConnectionSettings:
             static_token=static_token,
             account_id=_text(extra.get("account_id")),
             app_url=_text(extra.get("app_url")) or DEFAULT_APP_URL,
+            pipeline_url_template=_url_template(extra.get("pipeline_url_template"), conn_id),
             timeout=_number(extra.get("timeout"), "timeout", conn_id, default=30.0),
             verify=_verify(extra.get("verify")),
         )
@@ -138,6 +140,21 @@ def _number(value: Any, name: str, conn_id: str, *, default: float) -> float:
             errors=[FieldError(f"extra.{name}", "must be a positive number")],
         )
     return number
+
+
+def _url_template(value: Any, conn_id: str) -> str | None:
+    from airflow_provider_dpc.links.dpc import template_problem
+
+    template = _text(value)
+    if template is None:
+        return None
+    problem = template_problem(template)
+    if problem is not None:
+        raise DpcValidationError(
+            f"connection {conn_id!r}: extra 'pipeline_url_template' {problem}, got {template!r}",
+            errors=[FieldError("extra.pipeline_url_template", problem)],
+        )
+    return template
 
 
 def _verify(value: Any) -> bool | str:
@@ -341,6 +358,7 @@ def api_error(call: Call[Any], response: Answer) -> DpcApiError:
         response.status_code,
         call.method,
         call.path,
+        problem_type=problem.type if problem else None,
         title=problem.title if problem else None,
         detail=problem.detail if problem else None,
         instance=problem.instance if problem else None,
@@ -354,7 +372,7 @@ def _problem(response: Answer) -> Problem | None:
         body = response.json()
     except ValueError:
         return None
-    if not isinstance(body, dict) or not ({"title", "detail", "validation-errors", "violations"} & set(body)):
+    if not isinstance(body, dict) or not ({"type", "title", "detail", "validation-errors", "violations"} & set(body)):
         return None
     try:
         return Problem.model_validate(body)

@@ -43,6 +43,7 @@ from airflow_provider_dpc.hooks._protocol import (
 )
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.models import (
+    Agent,
     Environment,
     PipelineCommand,
     PipelineStatus,
@@ -279,6 +280,16 @@ class DpcHook(_compat.BaseHook):
     def list_environments(self, project_id: str) -> list[Environment]:
         return list(self._pages(lambda page, size: _calls.list_environments(project_id, page, size)))
 
+    # ---- agents -----------------------------------------------------------------------------
+
+    def list_agents(self) -> list[Agent]:
+        """Every agent of the account, streaming and orchestration alike."""
+        return list(self._pages(lambda page, size: _calls.list_agents(page, size)))
+
+    def get_agent(self, agent_id: str) -> Agent:
+        """One agent, with ``agent_status`` and ``connected`` (see :func:`~airflow_provider_dpc.status.agent_down`)."""
+        return self.run(_calls.get_agent(agent_id))
+
     # ---- streaming pipelines ----------------------------------------------------------------
 
     def iter_streaming_pipelines(
@@ -398,6 +409,16 @@ class DpcHook(_compat.BaseHook):
             return False, f"{type(exc).__name__}: {exc}"
         return True, f"Connected to {self.settings.base_url}; {max(page.total, len(page.results))} project(s) visible"
 
+    def send_as_is(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> httpx.Response:
+        """One authenticated request to ``base URL + path``, its answer returned as it came: no retry,
+        no error raised for a 4xx or 5xx. For checking what the API really answers
+        (:mod:`airflow_provider_dpc.probe`); tasks use the typed methods."""
+        settings, client = self.settings, self.get_conn()
+        call: Call[Any] = Call(method, path, _identity, params=params, json=json, idempotent=False)
+        return client.send(call.build(client, settings.base_url, self._token(settings)))
+
     # ---- helpers ------------------------------------------------------------------------------
 
     def _pages(self, make_call: Any, page_size: int = _calls.MAX_PAGE_SIZE) -> Iterator[Any]:
@@ -445,6 +466,10 @@ def _unclear(error: DpcApiError) -> bool:
 def _status_call(project_id: str, pipeline_id: str) -> Call[PipelineStatus]:
     # A Call is immutable: a poller builds (and checks the ids of) its status read once, not per poll.
     return _calls.get_status(project_id, pipeline_id)
+
+
+def _identity(body: Any) -> Any:
+    return body
 
 
 _ASYNC_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Lock]] = (

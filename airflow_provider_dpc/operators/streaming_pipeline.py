@@ -11,12 +11,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow_provider_dpc._compat import BaseOperator, Context, conf
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import PipelineCommand, PipelineStatus
-from airflow_provider_dpc.exceptions import DpcConflictError, DpcNotFoundError, DpcValidationError, FieldError
+from airflow_provider_dpc.exceptions import (
+    DpcApiError,
+    DpcConflictError,
+    DpcNotFoundError,
+    DpcPipelineStateError,
+    DpcValidationError,
+    FieldError,
+)
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL, DpcStreamingPipelineLink, pipeline_url
 from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.operators._lineage import DefinitionLineageMixin, FetchedPipelineLineageMixin
-from airflow_provider_dpc.status import StatusGoal, StatusWatch, WaitResult, conclude
+from airflow_provider_dpc.status import StatusGoal, StatusWatch, WaitResult, agent_down, conclude
 
 if TYPE_CHECKING:
     from airflow_provider_dpc.models import StreamingPipelineDefinition
@@ -68,7 +75,9 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
         self.resolved_pipeline = (project_id, pipeline_id)
         ti = context["ti"]
         ti.xcom_push(key=XCOM_PIPELINE_ID, value=pipeline_id)
-        ti.xcom_push(key=XCOM_PIPELINE_URL, value=pipeline_url(self.hook.settings.app_url, project_id, pipeline_id))
+        settings = self.hook.settings
+        url = pipeline_url(settings.app_url, project_id, pipeline_id, settings.pipeline_url_template)
+        ti.xcom_push(key=XCOM_PIPELINE_URL, value=url)
 
     def _wait(self, context: Context, project_id: str, pipeline_id: str, goal: StatusGoal, started_at: float) -> Any:
         """Wait for ``goal`` by polling here or in the triggerer, then call :meth:`after_wait`."""
@@ -172,14 +181,23 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperato
     passes; the message names the pipeline and its recent statuses. On a timeout the pipeline is
     left as it is (it may still reach STREAMING).
 
+    Before sending START it reads the pipeline's agent: a streaming pipeline cannot start while its
+    agent is not connected, so the task fails at once, naming the agent, its status and the
+    pipeline, instead of waiting out its timeout.
+
     :param wait_for_streaming: wait for STREAMING (default) or return once START is accepted.
     :param grace_period: seconds after START during which NOT_RUNNING is not yet a failure.
+    :param check_agent: read the pipeline's agent before START (two calls: the pipeline, for its
+        agent id, and the agent); False skips it.
     """
 
-    def __init__(self, *, wait_for_streaming: bool = True, grace_period: float = 30.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *, wait_for_streaming: bool = True, grace_period: float = 30.0, check_agent: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.wait_for_streaming = wait_for_streaming
         self.grace_period = grace_period
+        self.check_agent = check_agent
 
     def execute(self, context: Context) -> Any:
         project_id = self.resolve_project()
@@ -194,12 +212,40 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperato
         if status in RUNNING:
             self.log.info("pipeline %s is already %s; not sending START", pipeline_id, status)
         else:
+            if self.check_agent:
+                self._require_agent(project_id, pipeline_id)
             self.hook.send_command(project_id, pipeline_id, PipelineCommand.START)
             self.log.info("sent START to pipeline %s (it was %s)", pipeline_id, status)
         if not self.wait_for_streaming:
             return pipeline_id
         goal = StatusGoal.of(PipelineStatus.STREAMING, PipelineStatus.NOT_RUNNING, self.grace_period)
         return self._wait(context, project_id, pipeline_id, goal, started_at=time.time())
+
+    def _require_agent(self, project_id: str, pipeline_id: str) -> None:
+        """Fail now when the pipeline's agent is down; a failed read of the agent only warns."""
+        agent_id = self.hook.get_streaming_pipeline(project_id, pipeline_id).agent_id
+        if not agent_id:
+            return
+        try:
+            agent = self.hook.get_agent(agent_id)
+        except DpcNotFoundError:
+            raise DpcPipelineStateError(
+                f"streaming pipeline {pipeline_id} (project {project_id}) runs on agent {agent_id}, which does "
+                "not exist; START would be ignored",
+                pipeline_id=pipeline_id,
+            ) from None
+        except DpcApiError as exc:
+            self.log.warning("could not read agent %s, starting without checking it: %s", agent_id, exc)
+            return
+        reason = agent_down(agent)
+        if reason is not None:
+            raise DpcPipelineStateError(
+                f"agent {agent.name or agent_id} ({agent_id}) of streaming pipeline {pipeline_id} (project "
+                f"{project_id}) {reason}; a pipeline cannot start while its agent is down. Start the agent "
+                "and retry, or set check_agent=False to send START anyway",
+                pipeline_id=pipeline_id,
+            )
+        self.log.info("agent %s of pipeline %s is %s", agent_id, pipeline_id, agent.agent_status or "up")
 
     def _wait_out_stopping(self, project_id: str, pipeline_id: str) -> PipelineStatus:
         # A START sent while the agent is still stopping would be ignored; stopping takes seconds.

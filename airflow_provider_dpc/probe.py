@@ -1,0 +1,205 @@
+"""Check, against a real DPC account, the facts about the API that this provider infers.
+
+Matillion's guide and API reference leave some behaviour unshown (see the provider's API facts).
+Given an Airflow connection to your account, this prints each fact as ``confirmed``,
+``contradicted`` or ``skipped`` with what the API answered, and exits 1 if any is contradicted::
+
+    python -m airflow_provider_dpc.probe --conn-id matillion_dpc_default
+    python -m airflow_provider_dpc.probe --conn-id matillion_dpc_default --write --definition pipeline.json
+
+It only reads by default. ``--write`` also sends an invalid create (the API refuses it, creating
+nothing) and, with ``--definition``, creates a throwaway pipeline from that file, sends it STOP
+(which changes nothing on a stopped pipeline) and deletes it. Nothing it prints holds a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
+from airflow_provider_dpc.enums import PipelineStatus
+
+if TYPE_CHECKING:
+    import httpx
+
+    from airflow_provider_dpc.hooks.dpc import DpcHook
+
+__all__ = ["Fact", "main", "probe"]
+
+CONFIRMED, CONTRADICTED, SKIPPED = "confirmed", "contradicted", "skipped"
+PAGE_KEYS = {"page", "size", "total", "results"}
+PROBLEM_TYPE_PREFIX = "https://api.matillion.com/problems/"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One inferred fact and what the API said about it."""
+
+    name: str
+    verdict: str
+    evidence: str
+
+    def __str__(self) -> str:
+        return f"{self.verdict:<13} {self.name}: {self.evidence}"
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _answer(response: httpx.Response) -> str:
+    return f"{response.request.method} {response.url.path} answered {response.status_code}"
+
+
+def _page(hook: DpcHook, path: str, name: str, size: int = 2) -> tuple[Fact, list[Any]]:
+    response = hook.send_as_is("GET", path, params={"page": 0, "size": size})
+    body = _body(response)
+    if response.status_code != 200 or not isinstance(body, dict):
+        return Fact(name, CONTRADICTED, f"{_answer(response)}, not a page object"), []
+    missing = PAGE_KEYS - set(body)
+    found = body.get("results")
+    results: list[Any] = found if isinstance(found, list) else []
+    if missing:
+        return Fact(name, CONTRADICTED, f"the page object lacks {sorted(missing)}"), results
+    return Fact(name, CONFIRMED, f"page {body['page']}, size {body['size']}, total {body['total']}"), results
+
+
+def _reads(hook: DpcHook, project_id: str | None) -> Iterator[Fact]:
+    fact, projects = _page(hook, "/v1/projects", "projects come as a page object {page, size, total, results}")
+    yield fact
+    if projects:
+        yield Fact("paging is 0-based", CONFIRMED, "page=0 holds the first results")
+    else:
+        yield Fact("paging is 0-based", SKIPPED, "no project is visible to this credential")
+
+    fact, agents = _page(hook, "/v1/agents", "agents come as a page object", size=100)
+    yield fact
+    fields = {"agentId", "agentStatus", "connected"}
+    if agents:
+        lacking = sorted(fields - set(agents[0]))
+        verdict = CONTRADICTED if lacking else CONFIRMED
+        shown = {key: agents[0].get(key) for key in ("agentType", "agentStatus", "connected")}
+        yield Fact(
+            "an agent has agentId, agentStatus and connected", verdict, f"lacks {lacking}" if lacking else str(shown)
+        )
+    else:
+        yield Fact("an agent has agentId, agentStatus and connected", SKIPPED, "no agent is visible")
+
+    project_id = project_id or (projects[0].get("id") if projects else None)
+    if not project_id:
+        yield Fact("status values are upper case and known", SKIPPED, "no project to look in (--project-id)")
+        return
+    path = f"/v1/projects/{project_id}/streaming-pipelines"
+    fact, pipelines = _page(hook, path, "streaming pipelines come as a page object")
+    yield fact
+    if pipelines:
+        pipeline_id = pipelines[0].get("streamingPipelineId")
+        response = hook.send_as_is("GET", f"{path}/{pipeline_id}/status")
+        status = (_body(response) or {}).get("status") if response.status_code == 200 else None
+        known = isinstance(status, str) and status in {s.value for s in PipelineStatus if s.value}
+        verdict = CONFIRMED if known else CONTRADICTED
+        yield Fact("status values are upper case and known", verdict, f"{_answer(response)}: {status!r}")
+    else:
+        yield Fact("status values are upper case and known", SKIPPED, f"no streaming pipeline in project {project_id}")
+
+    response = hook.send_as_is("GET", f"{path}/{uuid.uuid4()}")
+    yield _problem_fact("an unknown pipeline answers 404 as a problem with a type", response, 404)
+
+
+def _problem_fact(name: str, response: httpx.Response, status: int) -> Fact:
+    body = _body(response)
+    kind = body.get("type") if isinstance(body, dict) else None
+    if response.status_code != status or not isinstance(body, dict):
+        return Fact(name, CONTRADICTED, f"{_answer(response)}: {str(body)[:200]}")
+    if not (isinstance(kind, str) and kind.startswith(PROBLEM_TYPE_PREFIX)):
+        return Fact(name, CONTRADICTED, f"{_answer(response)} without a {PROBLEM_TYPE_PREFIX}... type: {kind!r}")
+    return Fact(name, CONFIRMED, f"{_answer(response)}, type {kind}")
+
+
+def _writes(hook: DpcHook, project_id: str | None, definition: Path | None) -> Iterator[Fact]:
+    if not project_id:
+        yield Fact("writes", SKIPPED, "no project to write in (--project-id)")
+        return
+    path = f"/v1/projects/{project_id}/streaming-pipelines"
+    response = hook.send_as_is("POST", path, json={})
+    fact = _problem_fact("an invalid create answers 400 as a problem with a type", response, 400)
+    yield fact
+    body = _body(response) if fact.verdict == CONFIRMED else None
+    if isinstance(body, dict):
+        dialects = [key for key in ("violations", "validation-errors") if isinstance(body.get(key), list)]
+        verdict = CONFIRMED if dialects else CONTRADICTED
+        yield Fact(
+            "a 400 lists its field errors", verdict, f"in {dialects or 'neither violations nor validation-errors'}"
+        )
+    if definition is None:
+        yield Fact("create, command and delete answers", SKIPPED, "no --definition of a throwaway pipeline")
+        return
+    wire = json.loads(definition.read_text(encoding="utf-8"))
+    wire["name"] = f"airflow-provider-dpc-probe-{uuid.uuid4().hex[:8]}"
+    created = hook.send_as_is("POST", path, json=wire)
+    pipeline_id = (_body(created) or {}).get("streamingPipelineId") if created.status_code == 201 else None
+    if not pipeline_id:
+        yield Fact("a create answers 201 with streamingPipelineId", CONTRADICTED, f"{_answer(created)}")
+        return
+    yield Fact("a create answers 201 with streamingPipelineId", CONFIRMED, f"created {wire['name']} ({pipeline_id})")
+    try:
+        stop = hook.send_as_is("POST", f"{path}/{pipeline_id}/commands", json={"command": "STOP"})
+        verdict = CONFIRMED if stop.status_code == 200 and not stop.content.strip() else CONTRADICTED
+        yield Fact("a command answers 200 with no body", verdict, f"{_answer(stop)}, {len(stop.content)} byte(s)")
+    finally:
+        deleted = hook.send_as_is("DELETE", f"{path}/{pipeline_id}")
+        verdict = CONFIRMED if deleted.status_code == 204 else CONTRADICTED
+        yield Fact("a delete answers 204", verdict, _answer(deleted))
+
+
+def probe(
+    hook: DpcHook, *, project_id: str | None = None, write: bool = False, definition: Path | None = None
+) -> list[Fact]:
+    """Every fact's verdict, reads first; ``write`` adds the checks that send a create."""
+    facts = list(_reads(hook, project_id))
+    if write:
+        chosen = project_id or _first_project(hook)
+        facts.extend(_writes(hook, chosen, definition))
+    return facts
+
+
+def _first_project(hook: DpcHook) -> str | None:
+    projects = hook.list_projects()
+    return projects[0].id if projects else None
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_provider_dpc.probe", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--conn-id", default=DEFAULT_CONN_NAME, help="the matillion_dpc connection (default %(default)s)"
+    )
+    parser.add_argument("--project-id", help="the project to look in (default: the first visible)")
+    parser.add_argument("--write", action="store_true", help="also check the answers of creates (see above)")
+    parser.add_argument("--definition", type=Path, help="with --write: a throwaway pipeline to create and delete")
+    args = parser.parse_args(argv)
+    from airflow_provider_dpc.hooks.dpc import DpcHook
+
+    hook = DpcHook(args.conn_id)
+    try:
+        facts = probe(hook, project_id=args.project_id, write=args.write, definition=args.definition)
+    finally:
+        hook.close()
+    for fact in facts:
+        out(str(fact))
+    counts = {verdict: sum(f.verdict == verdict for f in facts) for verdict in (CONFIRMED, CONTRADICTED, SKIPPED)}
+    out(f"{counts[CONFIRMED]} confirmed, {counts[CONTRADICTED]} contradicted, {counts[SKIPPED]} skipped")
+    return 1 if counts[CONTRADICTED] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
