@@ -252,8 +252,9 @@ def _defer(n: int, interval: float, out: Path) -> dict[str, Any]:
             operator = DpcStreamingPipelineSensor(task_id=f"wait_{i}", poke_interval=interval, timeout=3600, **common)
         else:
             kind = "start"
+            # The benchmark server serves statuses and commands only: the agent check has nothing to read.
             operator = DpcStartStreamingPipelineOperator(
-                task_id=f"start_{i}", poll_interval=interval, timeout=3600, **common
+                task_id=f"start_{i}", poll_interval=interval, timeout=3600, check_agent=False, **common
             )
         try:
             operator.execute({"ti": _TaskInstance()})
