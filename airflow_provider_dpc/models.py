@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -38,6 +38,7 @@ from airflow_provider_dpc.exceptions import DpcValidationError, FieldError
 
 __all__ = [
     "AbsTarget",
+    "CommandRequest",
     "DatabaseConnection",
     "Db2IbmiSource",
     "DecimalMapping",
@@ -62,6 +63,7 @@ __all__ = [
     "SnowflakeTarget",
     "SourceTable",
     "SqlServerSource",
+    "StatusAnswer",
     "StreamingPipeline",
     "StreamingPipelineDefinition",
     "TablePrefixType",
@@ -337,6 +339,31 @@ class Page(DpcModel, Generic[T]):
     results: list[T] = Field(default_factory=list)
 
 
+def _command(value: Any) -> Any:
+    # The API's messages: a missing or blank command is empty, anything else unknown lists the choices.
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise PydanticCustomError("not_empty", "must not be empty")
+    if isinstance(value, str):
+        try:
+            return PipelineCommand(value)
+        except ValueError:
+            pass
+    allowed = str([c.value for c in PipelineCommand])
+    raise PydanticCustomError("enum", "must be one of {expected}", {"expected": allowed})
+
+
+class CommandRequest(DpcModel):
+    """The body of ``POST .../{pipelineId}/commands``: START or STOP, accepted in any case."""
+
+    command: Annotated[PipelineCommand, BeforeValidator(_command)]
+
+
+class StatusAnswer(DpcModel):
+    """The answer of ``GET .../{pipelineId}/status``."""
+
+    status: PipelineStatus
+
+
 class ProblemFieldError(DpcModel):
     field: str = ""
     message: str = ""
@@ -382,10 +409,10 @@ def _field_message(error: Mapping[str, Any]) -> tuple[str, str]:
     return "", str(error["msg"])
 
 
-def field_errors(exc: ValidationError) -> list[FieldError]:
-    """The API's ``(field, message)`` pairs for a pydantic validation error."""
+def field_errors(exc: ValidationError | Sequence[Mapping[str, Any]]) -> list[FieldError]:
+    """The API's ``(field, message)`` pairs for a pydantic validation error (or its ``errors()``)."""
     found: list[FieldError] = []
-    for error in exc.errors(include_url=False):
+    for error in exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc:
         suffix, message = _field_message(error)
         loc = tuple(error["loc"])
         if len(loc) > 1 and loc[-1] in _SCALAR_MEMBERS:

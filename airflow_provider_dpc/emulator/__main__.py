@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import uvicorn
-from starlette.applications import Starlette
+from fastapi import FastAPI
 
 from airflow_provider_dpc.emulator.app import create_app
 from airflow_provider_dpc.emulator.config import LOG_LEVELS, ConfigError, EmulatorConfig, load_seed
@@ -117,7 +117,7 @@ async def _exit_with_parent(server: uvicorn.Server) -> None:
     server.should_exit = True
 
 
-async def serve(config: EmulatorConfig, app: Starlette, *, exit_with_parent: bool = False) -> None:
+async def serve(config: EmulatorConfig, app: FastAPI, *, exit_with_parent: bool = False) -> None:
     """Serve ``app`` until interrupted, printing the listening line once connections are accepted."""
     server = uvicorn.Server(
         uvicorn.Config(

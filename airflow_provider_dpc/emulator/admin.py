@@ -10,11 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from starlette.requests import Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from airflow_provider_dpc.emulator.api import method_routes
 from airflow_provider_dpc.emulator.config import ConfigError
 from airflow_provider_dpc.emulator.faults import FaultError
 from airflow_provider_dpc.emulator.problems import ApiJSONResponse, ProblemError, read_json_object
@@ -22,7 +20,7 @@ from airflow_provider_dpc.emulator.runtime import Emulator
 from airflow_provider_dpc.emulator.state import Pipeline
 from airflow_provider_dpc.models import FieldError
 
-__all__ = ["ADMIN_PREFIX", "admin_routes"]
+__all__ = ["ADMIN_PREFIX", "router"]
 
 ADMIN_PREFIX = "/_emulator"
 
@@ -156,22 +154,20 @@ async def put_agent(request: Request) -> Response:
 _AGENT_SETTINGS = frozenset({"connected", "agentStatus"})
 
 
-def admin_routes() -> list[Route]:
-    p = ADMIN_PREFIX
-    return method_routes(
-        [
-            (p + "/health", "GET", health),
-            (p + "/stats", "GET", stats),
-            (p + "/reset", "POST", reset),
-            (p + "/tokens", "GET", tokens),
-            (p + "/faults", "GET", get_faults),
-            (p + "/faults", "PUT", put_faults),
-            (p + "/faults", "DELETE", delete_faults),
-            (p + "/config", "GET", get_config),
-            (p + "/config", "PUT", put_config),
-            (p + "/pipelines/{pipelineId}/fail-start", "POST", fail_start),
-            (p + "/pipelines/{pipelineId}/die", "POST", die),
-            (p + "/pipelines/{pipelineId}/die-after", "POST", die_after),
-            (p + "/agents/{agentId}", "PUT", put_agent),
-        ]
-    )
+router = APIRouter(prefix=ADMIN_PREFIX, include_in_schema=False)
+for _path, _method, _handler in [
+    ("/health", "GET", health),
+    ("/stats", "GET", stats),
+    ("/reset", "POST", reset),
+    ("/tokens", "GET", tokens),
+    ("/faults", "GET", get_faults),
+    ("/faults", "PUT", put_faults),
+    ("/faults", "DELETE", delete_faults),
+    ("/config", "GET", get_config),
+    ("/config", "PUT", put_config),
+    ("/pipelines/{pipelineId}/fail-start", "POST", fail_start),
+    ("/pipelines/{pipelineId}/die", "POST", die),
+    ("/pipelines/{pipelineId}/die-after", "POST", die_after),
+    ("/agents/{agentId}", "PUT", put_agent),
+]:
+    router.add_api_route(_path, _handler, methods=[_method])

@@ -1,49 +1,53 @@
 """The ``/dpc/v1`` routes: agents, projects, environments and streaming pipelines.
 
-Handlers validate ids, paging and bodies themselves and raise :class:`ProblemError` for anything
-wrong, so every client mistake gets the API's problem answer. Bearer tokens are checked before any
-handler runs (see :func:`authorize`).
+Each route is a typed function over the provider's own models, from which FastAPI builds the
+OpenAPI document and validates path, query and body. :class:`ApiRoute` checks the bearer token and
+reads the body as strict JSON before FastAPI does, and the app's handlers turn every refusal into
+the API's problem answer (see :mod:`.app`), so no client mistake reaches a handler or gets FastAPI's
+own 422.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from pydantic import ValidationError
-from starlette.requests import Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 from starlette.responses import Response
-from starlette.routing import Route
 
 from airflow_provider_dpc.emulator.problems import ApiJSONResponse, ProblemError, read_json_object
 from airflow_provider_dpc.emulator.runtime import Emulator
 from airflow_provider_dpc.emulator.state import Pipeline, definition_marks
 from airflow_provider_dpc.models import (
-    FieldError,
-    PipelineCommand,
+    Agent,
+    CommandRequest,
+    Environment,
+    Page,
     PipelineStatus,
+    Problem,
+    Project,
+    StatusAnswer,
+    StreamingPipeline,
     StreamingPipelineDefinition,
-    field_errors,
 )
 
-__all__ = ["API_PREFIX", "api_routes", "authorize", "method_routes"]
+__all__ = ["API_PREFIX", "INVALID_BODY", "PAGING", "ApiRoute", "authorize", "router"]
 
 API_PREFIX = "/dpc/v1"
-AGENTS = API_PREFIX + "/agents"
-PROJECTS = API_PREFIX + "/projects"
-PROJECT = PROJECTS + "/{projectId}"
-PIPELINES = PROJECT + "/streaming-pipelines"
-PIPELINE = PIPELINES + "/{pipelineId}"
-
-Handler = Callable[[Request], Awaitable[Response]]
-
 DEFAULT_SIZE = 25
 MAX_SIZE = 100
 MAX_PAGE = 1_000_000
-DEFINITION_INVALID = "There are validation errors with the streaming pipeline definition"
-COMMAND_INVALID = "There are validation errors with the command"
+#: Paging parameters and their ranges, for the query errors' messages.
+PAGING = {"page": (0, MAX_PAGE), "size": (1, MAX_SIZE)}
+#: The ``detail`` of a 400 for an invalid body, by route name.
+INVALID_BODY = {
+    "create_pipeline": "There are validation errors with the streaming pipeline definition",
+    "replace_pipeline": "There are validation errors with the streaming pipeline definition",
+    "send_command": "There are validation errors with the command",
+}
 
 
 def _emulator(request: Request) -> Emulator:
@@ -67,6 +71,49 @@ def authorize(request: Request) -> None:
         )
 
 
+class ApiRoute(APIRoute):
+    """An API route: the token is checked first, then a body is read as strict JSON (415 unless
+    application/json; 400 for NaN, infinities, bad UTF-8 or deep nesting), and only then does FastAPI
+    parse and validate the request, as the real API refuses in that order."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        has_body = self.body_field is not None
+
+        async def checked(request: Request) -> Response:
+            authorize(request)
+            if has_body:
+                await read_json_object(request)
+            return await handle(request)
+
+        return checked
+
+
+# Declares the scheme in the OpenAPI document; ApiRoute does the checking, with the API's answers.
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth")
+Responses = dict[int | str, dict[str, Any]]
+_problem: dict[str, Any] = {"model": Problem}
+router = APIRouter(
+    prefix=API_PREFIX,
+    route_class=ApiRoute,
+    dependencies=[Depends(_bearer)],
+    responses={
+        401: {**_problem, "description": "Missing, invalid or expired bearer token"},
+        "default": {**_problem, "description": "Other errors, e.g. 429 rate limited (with Retry-After) or 5xx"},
+    },
+)
+
+_uuid = {"format": "uuid"}
+ProjectId = Annotated[str, Path(alias="projectId", description="Project id", json_schema_extra=_uuid)]
+PipelineId = Annotated[str, Path(alias="pipelineId", description="Streaming pipeline id", json_schema_extra=_uuid)]
+AgentId = Annotated[str, Path(alias="agentId", description="Agent id", json_schema_extra=_uuid)]
+PageNumber = Annotated[int, Query(ge=0, le=MAX_PAGE, description="0-based page number")]
+PageSize = Annotated[int, Query(ge=1, le=MAX_SIZE, description="Page size")]
+_not_found: Responses = {404: {**_problem, "description": "Unknown project, pipeline or agent"}}
+_bad: Responses = {400: {**_problem, "description": "Invalid query or body"}}
+_body: Responses = {**_bad, 415: {**_problem, "description": "The body is not application/json"}}
+
+
 def _shown(value: str) -> str:
     return value if len(value) <= 80 else value[:77] + "..."
 
@@ -78,17 +125,15 @@ def _canonical_uuid(value: str) -> str | None:
         return None
 
 
-def _project_id(request: Request) -> str:
-    raw = request.path_params["projectId"]
+def _project(request: Request, raw: str) -> str:
     project_id = _canonical_uuid(raw)
     if project_id is None or project_id not in _emulator(request).state.projects:
         raise ProblemError(404, f"Project '{_shown(raw)}' was not found")
     return project_id
 
 
-def _pipeline(request: Request) -> Pipeline:
-    project_id = _project_id(request)
-    raw = request.path_params["pipelineId"]
+def _pipeline(request: Request, raw_project: str, raw: str) -> Pipeline:
+    project_id = _project(request, raw_project)
     pipeline_id = _canonical_uuid(raw)
     pipeline = None if pipeline_id is None else _emulator(request).state.find(project_id, pipeline_id)
     if pipeline is None:
@@ -96,58 +141,66 @@ def _pipeline(request: Request) -> Pipeline:
     return pipeline
 
 
-def _int_param(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if raw.isascii() and raw.isdigit() and len(raw) <= 9 and minimum <= int(raw) <= maximum:
-        return int(raw)
-    message = f"must be an integer from {minimum} to {maximum}"
-    raise ProblemError(
-        400, f"Query parameter '{name}' {message}, got '{_shown(raw)}'", errors=[FieldError(name, message)]
-    )
-
-
-def _page(request: Request, items: list[Any], *, unpaged_like_guide: bool = False) -> ApiJSONResponse:
+def _page(request: Request, items: list[Any], page: int, size: int, *, unpaged_like_guide: bool = False) -> Response:
     """A page object; ``page`` is 0-based.
 
     Projects and environments asked for without ``page`` or ``size`` answer as in the DPC guide's
     examples: every result, with ``size`` and ``total`` 0. Clients must not rely on ``total`` there.
     """
-    query = request.query_params
-    if unpaged_like_guide and "page" not in query and "size" not in query:
+    if unpaged_like_guide and not {"page", "size"} & set(request.query_params):
         return ApiJSONResponse({"page": 0, "results": items, "size": 0, "total": 0})
-    page = _int_param(request, "page", 0, 0, MAX_PAGE)
-    size = _int_param(request, "size", DEFAULT_SIZE, 1, MAX_SIZE)
     results = items[page * size : (page + 1) * size]
     return ApiJSONResponse({"page": page, "size": size, "total": len(items), "results": results})
 
 
-async def list_projects(request: Request) -> Response:
-    return _page(request, list(_emulator(request).state.projects.values()), unpaged_like_guide=True)
+@router.get("/agents", response_model=Page[Agent], responses=_bad, summary="List agents")
+async def list_agents(request: Request, page: PageNumber = 0, size: PageSize = DEFAULT_SIZE) -> Response:
+    return _page(request, list(_emulator(request).state.agents.values()), page, size)
 
 
-async def list_environments(request: Request) -> Response:
-    project_id = _project_id(request)
-    return _page(request, _emulator(request).state.environments(project_id), unpaged_like_guide=True)
-
-
-async def list_agents(request: Request) -> Response:
-    return _page(request, list(_emulator(request).state.agents.values()))
-
-
-async def get_agent(request: Request) -> Response:
-    raw = request.path_params["agentId"]
-    agent_id = _canonical_uuid(raw)
-    agent = None if agent_id is None else _emulator(request).state.agent(agent_id)
+@router.get(
+    "/agents/{agentId}",
+    response_model=Agent,
+    responses=_not_found,
+    summary="Get an agent: its status and whether it is connected",
+)
+async def get_agent(request: Request, agent_id: AgentId) -> Response:
+    canonical = _canonical_uuid(agent_id)
+    agent = None if canonical is None else _emulator(request).state.agent(canonical)
     if agent is None:
-        raise ProblemError(404, f"Agent '{_shown(raw)}' was not found")
+        raise ProblemError(404, f"Agent '{_shown(agent_id)}' was not found")
     return ApiJSONResponse(agent)
 
 
-async def list_pipelines(request: Request) -> Response:
-    project_id = _project_id(request)
-    return _page(request, [p.body() for p in _emulator(request).state.project_pipelines(project_id)])
+@router.get("/projects", response_model=Page[Project], responses=_bad, summary="List projects")
+async def list_projects(request: Request, page: PageNumber = 0, size: PageSize = DEFAULT_SIZE) -> Response:
+    return _page(request, list(_emulator(request).state.projects.values()), page, size, unpaged_like_guide=True)
+
+
+@router.get(
+    "/projects/{projectId}/environments",
+    response_model=Page[Environment],
+    responses={**_bad, **_not_found},
+    summary="List a project's environments",
+)
+async def list_environments(
+    request: Request, project_id: ProjectId, page: PageNumber = 0, size: PageSize = DEFAULT_SIZE
+) -> Response:
+    environments = _emulator(request).state.environments(_project(request, project_id))
+    return _page(request, environments, page, size, unpaged_like_guide=True)
+
+
+@router.get(
+    "/projects/{projectId}/streaming-pipelines",
+    response_model=Page[StreamingPipeline],
+    responses={**_bad, **_not_found},
+    summary="List streaming pipelines",
+)
+async def list_pipelines(
+    request: Request, project_id: ProjectId, page: PageNumber = 0, size: PageSize = DEFAULT_SIZE
+) -> Response:
+    pipelines = _emulator(request).state.project_pipelines(_project(request, project_id))
+    return _page(request, [p.body() for p in pipelines], page, size)
 
 
 def _ordered_like(value: Any, received: Any) -> Any:
@@ -160,39 +213,62 @@ def _ordered_like(value: Any, received: Any) -> Any:
     return value
 
 
-async def _definition(request: Request) -> dict[str, Any]:
-    body = await read_json_object(request)
-    try:
-        wire = StreamingPipelineDefinition.model_validate(body).to_wire()
-    except ValidationError as exc:
-        raise ProblemError(400, DEFINITION_INVALID, errors=field_errors(exc)) from None
+async def _stored(request: Request, definition: StreamingPipelineDefinition, route: str) -> dict[str, Any]:
+    """The definition as the emulator keeps it: the API's form, in the order it was sent."""
+    wire = definition.to_wire()
     _, _, errors = definition_marks(wire)
     if errors:
-        raise ProblemError(400, DEFINITION_INVALID, errors=errors)
-    ordered: dict[str, Any] = _ordered_like(wire, body)
+        raise ProblemError(400, INVALID_BODY[route], errors=errors)
+    ordered: dict[str, Any] = _ordered_like(wire, await request.json())
     return ordered
 
 
-async def create_pipeline(request: Request) -> Response:
-    project_id = _project_id(request)
-    definition = await _definition(request)
-    pipeline = _emulator(request).state.create(project_id, definition)
+@router.post(
+    "/projects/{projectId}/streaming-pipelines",
+    status_code=201,
+    response_model=StreamingPipeline,
+    responses={**_body, **_not_found},
+    summary="Create a streaming pipeline",
+)
+async def create_pipeline(request: Request, project_id: ProjectId, definition: StreamingPipelineDefinition) -> Response:
+    known = _project(request, project_id)
+    pipeline = _emulator(request).state.create(known, await _stored(request, definition, "create_pipeline"))
     return ApiJSONResponse(pipeline.body(), status_code=201)
 
 
-async def get_pipeline(request: Request) -> Response:
-    return ApiJSONResponse(_pipeline(request).body())
+@router.get(
+    "/projects/{projectId}/streaming-pipelines/{pipelineId}",
+    response_model=StreamingPipeline,
+    responses=_not_found,
+    summary="Get a streaming pipeline",
+)
+async def get_pipeline(request: Request, project_id: ProjectId, pipeline_id: PipelineId) -> Response:
+    return ApiJSONResponse(_pipeline(request, project_id, pipeline_id).body())
 
 
-async def replace_pipeline(request: Request) -> Response:
-    pipeline = _pipeline(request)
-    definition = await _definition(request)
-    _emulator(request).state.replace(pipeline, definition)
+@router.put(
+    "/projects/{projectId}/streaming-pipelines/{pipelineId}",
+    response_model=StreamingPipeline,
+    responses={**_body, **_not_found},
+    summary="Replace a streaming pipeline's definition",
+)
+async def replace_pipeline(
+    request: Request, project_id: ProjectId, pipeline_id: PipelineId, definition: StreamingPipelineDefinition
+) -> Response:
+    pipeline = _pipeline(request, project_id, pipeline_id)
+    _emulator(request).state.replace(pipeline, await _stored(request, definition, "replace_pipeline"))
     return ApiJSONResponse(pipeline.body())
 
 
-async def delete_pipeline(request: Request) -> Response:
-    pipeline = _pipeline(request)
+@router.delete(
+    "/projects/{projectId}/streaming-pipelines/{pipelineId}",
+    status_code=204,
+    response_class=Response,
+    responses={**_not_found, 409: {**_problem, "description": "The pipeline is running; stop it first"}},
+    summary="Delete a stopped streaming pipeline",
+)
+async def delete_pipeline(request: Request, project_id: ProjectId, pipeline_id: PipelineId) -> Response:
+    pipeline = _pipeline(request, project_id, pipeline_id)
     state = _emulator(request).state
     status = state.status(pipeline)
     if status is not PipelineStatus.NOT_RUNNING:
@@ -203,28 +279,28 @@ async def delete_pipeline(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _command(body: dict[str, Any]) -> PipelineCommand:
-    raw = body.get("command")
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        raise ProblemError(400, COMMAND_INVALID, errors=[FieldError("command", "must not be empty")])
-    if isinstance(raw, str):
-        try:
-            return PipelineCommand(raw)
-        except ValueError:
-            pass
-    allowed = [c.value for c in PipelineCommand]
-    raise ProblemError(400, COMMAND_INVALID, errors=[FieldError("command", f"must be one of {allowed}")])
-
-
-async def send_command(request: Request) -> Response:
-    pipeline = _pipeline(request)
-    command = _command(await read_json_object(request))
-    _emulator(request).state.command(pipeline, command)
+@router.post(
+    "/projects/{projectId}/streaming-pipelines/{pipelineId}/commands",
+    response_class=Response,
+    responses={**_body, **_not_found, 200: {"description": "Accepted; the agent acts on it asynchronously"}},
+    summary="Send START or STOP (acknowledged at once; the status changes asynchronously)",
+)
+async def send_command(
+    request: Request, project_id: ProjectId, pipeline_id: PipelineId, body: CommandRequest
+) -> Response:
+    pipeline = _pipeline(request, project_id, pipeline_id)
+    _emulator(request).state.command(pipeline, body.command)
     return Response(status_code=200)
 
 
-async def pipeline_status(request: Request) -> Response:
-    pipeline = _pipeline(request)
+@router.get(
+    "/projects/{projectId}/streaming-pipelines/{pipelineId}/status",
+    response_model=StatusAnswer,
+    responses=_not_found,
+    summary="Get a streaming pipeline's status",
+)
+async def pipeline_status(request: Request, project_id: ProjectId, pipeline_id: PipelineId) -> Response:
+    pipeline = _pipeline(request, project_id, pipeline_id)
     emulator = _emulator(request)
     status = emulator.state.status(pipeline).value
     if emulator.faults.unknown_status():
@@ -232,46 +308,3 @@ async def pipeline_status(request: Request) -> Response:
     if emulator.config.status_case == "lower":
         status = status.lower()
     return ApiJSONResponse({"status": status})
-
-
-def _authorized(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def checked(request: Request) -> Response:
-        authorize(request)
-        return await handler(request)
-
-    return checked
-
-
-def api_routes() -> list[Route]:
-    """Every ``/dpc/v1`` route; the path templates are also the keys of the request counters."""
-    table: list[tuple[str, str, Handler]] = [
-        (AGENTS, "GET", list_agents),
-        (AGENTS + "/{agentId}", "GET", get_agent),
-        (PROJECTS, "GET", list_projects),
-        (PROJECT + "/environments", "GET", list_environments),
-        (PIPELINES, "GET", list_pipelines),
-        (PIPELINES, "POST", create_pipeline),
-        (PIPELINE, "GET", get_pipeline),
-        (PIPELINE, "PUT", replace_pipeline),
-        (PIPELINE, "DELETE", delete_pipeline),
-        (PIPELINE + "/commands", "POST", send_command),
-        (PIPELINE + "/status", "GET", pipeline_status),
-    ]
-    return method_routes([(path, method, _authorized(handler)) for path, method, handler in table])
-
-
-def method_routes(table: Sequence[tuple[str, str, Handler]]) -> list[Route]:
-    """One route per path, dispatching on the method, so a 405 answer lists every allowed method."""
-    by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, handler in table:
-        by_path.setdefault(path, {})[method] = handler
-    return [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
-
-
-def _dispatch(handlers: dict[str, Handler]) -> Handler:
-    async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
-
-    return dispatch

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_dpc.emulator.admin import ADMIN_PREFIX
@@ -31,7 +31,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 class FaultMiddleware:
-    def __init__(self, app: ASGIApp, routes: Sequence[Route]) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.routes = routes
 
@@ -63,7 +63,7 @@ class FaultMiddleware:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is not Match.NONE:
-                return route.path
+                return str(getattr(route, "path", "(unmatched)"))
         return "(unmatched)"
 
     async def _refuse(self, action: FaultAction, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,14 +13,14 @@ import json
 import secrets
 from urllib.parse import parse_qsl, unquote_plus
 
-from starlette.requests import Request
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.responses import Response
-from starlette.routing import Route
 
 from airflow_provider_dpc.emulator.problems import ApiJSONResponse
 from airflow_provider_dpc.emulator.runtime import Emulator
 
-__all__ = ["AUDIENCE", "TOKEN_PATH", "token_routes"]
+__all__ = ["AUDIENCE", "TOKEN_PATH", "router"]
 
 TOKEN_PATH = "/oauth/dpc/token"
 AUDIENCE = "https://api.matillion.com"
@@ -115,5 +115,44 @@ async def issue_token(request: Request) -> Response:
     return ApiJSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": round(ttl)}, headers=_NO_STORE)
 
 
-def token_routes() -> list[Route]:
-    return [Route(TOKEN_PATH, issue_token, methods=["POST"])]
+class TokenAnswer(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class OAuthErrorAnswer(BaseModel):
+    error: str
+    error_description: str | None = None
+
+
+# The form is read by hand (see _form), so its fields are declared for the document here.
+_TOKEN_FORM = {
+    "type": "object",
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string"},
+        "audience": {"type": "string", "enum": [AUDIENCE]},
+    },
+    "required": ["grant_type", "audience"],
+}
+
+router = APIRouter()
+router.add_api_route(
+    TOKEN_PATH,
+    issue_token,
+    methods=["POST"],
+    response_model=TokenAnswer,
+    responses={
+        400: {"model": OAuthErrorAnswer, "description": "Malformed request"},
+        401: {"model": OAuthErrorAnswer, "description": "Client authentication failed"},
+    },
+    summary="OAuth2 client-credentials token",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": _TOKEN_FORM}},
+        }
+    },
+)

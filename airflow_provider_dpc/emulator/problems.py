@@ -121,6 +121,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raw.extend(chunk)
         if len(raw) > MAX_BODY_BYTES:
             raise ProblemError(413, f"The request body must not exceed {MAX_BODY_BYTES} bytes")
+    request._body = bytes(raw)  # kept, so FastAPI reads the same body after this check
     try:
         data = json.loads(bytes(raw), parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:

@@ -1,7 +1,7 @@
 """The live emulator: its state, its faults and the settings it started with.
 
 API routes, admin routes and the fault middleware share one :class:`Emulator`, kept on the
-Starlette app, so a reset or a settings change is seen by all of them at once.
+FastAPI app, so a reset or a settings change is seen by all of them at once.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 from airflow_provider_dpc.hooks._protocol import Call
 from airflow_provider_dpc.models import (
     Agent,
+    CommandRequest,
     Environment,
     Page,
     PipelineCommand,
@@ -98,7 +99,7 @@ def delete_pipeline(project_id: str, pipeline_id: str) -> Call[None]:
 def send_command(project_id: str, pipeline_id: str, command: PipelineCommand) -> Call[None]:
     # START and STOP are safe to repeat: the API ignores a START for a running pipeline.
     path = f"{_pipeline_path(project_id, pipeline_id)}/commands"
-    return Call("POST", path, _ignore, json={"command": command.value})
+    return Call("POST", path, _ignore, json=CommandRequest(command=command).to_wire())
 
 
 def get_status(project_id: str, pipeline_id: str) -> Call[PipelineStatus]:
