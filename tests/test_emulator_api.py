@@ -619,6 +619,16 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     definition = schemas["StreamingPipelineDefinition"]
     assert {"name", "agentId", "streamingSource", "streamingTarget"} <= set(definition["required"])
+    # The reference's enums, and no FastAPI 422: every refusal is the API's problem answer.
+    assert schemas["PipelineStatus"]["enum"] == [
+        "STARTING", "SNAPSHOTTING", "STREAMING", "STOPPING", "NOT_RUNNING", "UNKNOWN"
+    ]  # fmt: skip
+    assert schemas["PipelineCommand"]["enum"] == ["START", "STOP"]
+    status = doc["paths"][pipeline + "/status"]["get"]["responses"]["200"]
+    assert status["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/StatusAnswer"}
+    command = doc["paths"][pipeline + "/commands"]["post"]["requestBody"]["content"]["application/json"]
+    assert command["schema"] == {"$ref": "#/components/schemas/CommandRequest"}
+    assert not [op for ops in doc["paths"].values() for op in ops.values() if "422" in op["responses"]]
 
 
 # --- Configuration, CLI and helpers ----------------------------------------------------------------
