@@ -11,11 +11,12 @@ import enum
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_dpc import exceptions
 from airflow_provider_dpc.enums import PipelineStatus
-from airflow_provider_dpc.exceptions import DpcApiError, DpcPipelineStateError
+from airflow_provider_dpc.exceptions import DpcApiError, DpcError, DpcPipelineStateError
 
 HISTORY_LENGTH = 10
 
@@ -207,6 +208,12 @@ def conclude(result: WaitResult, *, what: str = "streaming pipeline") -> Pipelin
     raise DpcPipelineStateError(text, pipeline_id=result.pipeline_id, statuses=result.history)
 
 
+def conclude_error(result: WaitResult) -> None:
+    """Raise as :func:`conclude` does when the wait ended on an API error; else do nothing."""
+    if result.verdict is Verdict.ERROR:
+        conclude(result)
+
+
 def _api_error_class(name: str | None) -> type[DpcApiError]:
     """The :class:`DpcApiError` subclass called ``name``, or DpcApiError itself."""
     found = getattr(exceptions, name or "", None)
@@ -233,3 +240,55 @@ def agent_down(agent: Any) -> str | None:
     if status.lower() in AGENT_DOWN_STATUSES:
         return f"is {status}"
     return None
+
+
+# ---- holding a pipeline in STREAMING ------------------------------------------------------------
+
+#: What ends a hold on a streaming pipeline: it stopped, or something is stopping it. STARTING and
+#: SNAPSHOTTING (it is coming back) and UNKNOWN (transient in practice) are waited through.
+DROP_STATUSES = (PipelineStatus.NOT_RUNNING, PipelineStatus.STOPPING)
+
+
+def hold_goal() -> StatusGoal:
+    """The goal of a hold's wait: a drop. Its deadline is the hold's ``until``, so a wait that times
+    out has held the pipeline through the window."""
+    return StatusGoal.of(DROP_STATUSES)
+
+
+@dataclass
+class HoldRecord:
+    """What a hold has done so far, carried from wait to wait (and through deferrals) as a dict."""
+
+    restarts: int = 0
+    seconds_not_streaming: float = 0.0
+    history: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"restarts": self.restarts, "seconds_not_streaming": self.seconds_not_streaming, "history": self.history}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HoldRecord:
+        return cls(int(data["restarts"]), float(data["seconds_not_streaming"]), list(data.get("history") or []))
+
+    def add(self, result: WaitResult) -> None:
+        """Keep the recent statuses of every wait, for the message of a failure."""
+        for status in result.history:
+            if not self.history or self.history[-1] != status:
+                self.history.append(status)
+        self.history = self.history[-HISTORY_LENGTH:]
+
+    def outcome(self) -> dict[str, Any]:
+        """What the hold returns: restarts made and how long the pipeline was not streaming."""
+        return {"restarts": self.restarts, "seconds_not_streaming": round(self.seconds_not_streaming, 1)}
+
+    def dropped(self, project_id: str, pipeline_id: str, status: str, at: float, max_restarts: int) -> DpcError:
+        """The error that ends a hold whose pipeline dropped with no restart left."""
+        when = datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="seconds")
+        seen = " -> ".join(self.history) or "none"
+        return DpcPipelineStateError(
+            f"streaming pipeline {pipeline_id} (project {project_id}) dropped to {status} at {when} while it "
+            f"was held streaming, and {self.restarts} of max_restarts={max_restarts} restart(s) are used up; "
+            f"recent statuses: {seen}",
+            pipeline_id=pipeline_id,
+            statuses=self.history,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
@@ -28,15 +29,19 @@ def run_task(task: Any, ti: RecordingTI | None = None) -> Any:
     """``execute`` the task; on deferral, rebuild the trigger from its kwargs as the triggerer does,
     run it to its event and hand that to the task's resume method."""
     context: dict[str, Any] = {"ti": ti or RecordingTI()}
-    try:
-        return task.execute(context)
-    except TaskDeferred as deferred:
-        kwargs = deferred.trigger.serialize()[1]
-        rebuilt = DpcStreamingPipelineTrigger(**kwargs)
-        if rebuilt.serialize() != deferred.trigger.serialize():
-            raise AssertionError(f"the trigger does not survive serialization: {kwargs}") from None
-        event = asyncio.run(first_event(rebuilt))
-        return getattr(task, deferred.method_name)(context, event.payload)
+    step: Any = lambda: task.execute(context)  # noqa: E731
+    while True:
+        try:
+            return step()
+        except TaskDeferred as deferred:
+            kwargs = deferred.trigger.serialize()[1]
+            rebuilt = DpcStreamingPipelineTrigger(**kwargs)
+            if rebuilt.serialize() != deferred.trigger.serialize():
+                raise AssertionError(f"the trigger does not survive serialization: {kwargs}") from None
+            event = asyncio.run(first_event(rebuilt))
+            resume = getattr(task, deferred.method_name)
+            # A resumed task may defer again (a hold that restarts its pipeline): run that deferral too.
+            step = functools.partial(resume, context, event.payload, **(deferred.kwargs or {}))
 
 
 async def first_event(trigger: DpcStreamingPipelineTrigger) -> Any:

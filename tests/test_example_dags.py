@@ -7,6 +7,8 @@ loop, as the triggerer would; the scheduler-driven run is in ``test_scheduler.py
 from __future__ import annotations
 
 import inspect
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,35 @@ def test_scheduled_window(example_env: Any) -> None:
     }
     assert DpcHook().get_status(PROJECT_ID, pipeline_id) is PipelineStatus.NOT_RUNNING
     assert requests_to(example_env, "POST", "/commands") == 2
+
+
+def test_scheduled_window_fails_when_the_stream_dies_and_cannot_be_restarted(example_env: Any) -> None:
+    pipeline_id = make_pipeline("doomed-window")
+    dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
+    dag.get_task("hold_until_window_closes").grace_period = 0.5
+    hook = DpcHook()
+
+    def kill_once_streaming() -> None:
+        deadline = time.monotonic() + 30
+        while hook.get_status(PROJECT_ID, pipeline_id) is not PipelineStatus.STREAMING:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+        time.sleep(1.5)  # open_window sees STREAMING too, and the hold begins
+        example_env.fail_start(pipeline_id)  # every restart now falls back to NOT_RUNNING
+        example_env.die(pipeline_id)
+
+    killer = threading.Thread(target=kill_once_streaming, daemon=True)
+    killer.start()
+    run = dag.test(run_conf={"pipeline_name": "doomed-window", "window_hours": 60 / 3600})
+    killer.join(timeout=5)
+    assert task_states(run) == {
+        "open_window": "success",
+        "hold_until_window_closes": "failed",
+        "close_window": "success",  # a teardown: it always runs, and the run is the hold's
+    }
+    assert str(run.state) == "failed"
+    assert requests_to(example_env, "POST", "/commands") == 3  # START and two restarts; it was stopped already
 
 
 @pytest.mark.parametrize("deferrable", [False, True])

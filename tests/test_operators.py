@@ -12,7 +12,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +29,17 @@ from airflow_provider_dpc.exceptions import (
 )
 from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL
-from airflow_provider_dpc.models import PipelineStatus
+from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
 from airflow_provider_dpc.operators.streaming_pipeline import (
     DpcCreateStreamingPipelineOperator,
     DpcDeleteStreamingPipelineOperator,
+    DpcKeepStreamingOperator,
     DpcStartStreamingPipelineOperator,
     DpcStopStreamingPipelineOperator,
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
-from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to
+from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to, wait_for_status
 from tests.task_runner import RecordingTI, first_event, run_task
 
 try:
@@ -410,3 +413,65 @@ def test_start_checks_a_connected_agent_and_streams(hook: DpcHook, pipeline: str
     assert run(op) == pipeline
     assert requests_to(fresh_emulator, "GET", "/agents/{agentId}") == 1
     assert hook.get_status(PROJECT_ID, pipeline) is PipelineStatus.STREAMING
+
+
+# ---- holding a pipeline in STREAMING -------------------------------------------------------------
+
+
+def _streaming(hook: DpcHook, pipeline: str) -> None:
+    hook.send_command(PROJECT_ID, pipeline, PipelineCommand.START)
+    wait_for_status(hook, pipeline, PipelineStatus.STREAMING, within=10)
+
+
+def _later(seconds: float, action: Any) -> threading.Thread:
+    thread = threading.Timer(seconds, action)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_keep_streaming_restarts_a_dropped_pipeline_once_and_holds_until_the_end(
+    hook: DpcHook, pipeline: str, fresh_emulator: Any, deferrable: bool
+) -> None:
+    _streaming(hook, pipeline)
+    until = datetime.now(UTC) + timedelta(seconds=4)
+    op = DpcKeepStreamingOperator(
+        task_id="k", pipeline_id=pipeline, until=until.isoformat(), max_restarts=1, grace_period=2,
+        deferrable=deferrable, **common(poll_interval=0.2),
+    )  # fmt: skip
+    _later(1.0, lambda: fresh_emulator.die(pipeline))
+    outcome = run(op)
+    assert datetime.now(UTC) >= until
+    assert outcome["restarts"] == 1
+    assert 0 < outcome["seconds_not_streaming"] < 3
+    assert requests_to(fresh_emulator, "POST", "/commands") == 2  # the test's START and one restart
+    assert hook.get_status(PROJECT_ID, pipeline) is PipelineStatus.STREAMING  # left running
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_keep_streaming_without_restarts_fails_within_a_poll_of_the_drop(
+    hook: DpcHook, pipeline: str, fresh_emulator: Any, deferrable: bool
+) -> None:
+    _streaming(hook, pipeline)
+    op = DpcKeepStreamingOperator(
+        task_id="k", pipeline_id=pipeline, until=datetime.now(UTC) + timedelta(minutes=10),
+        deferrable=deferrable, **common(poll_interval=0.3),
+    )  # fmt: skip
+    killed: list[float] = []
+    _later(0.5, lambda: (fresh_emulator.die(pipeline), killed.append(time.monotonic())))
+    with pytest.raises(DpcPipelineStateError) as failed:
+        run(op)
+    assert time.monotonic() - killed[0] < 0.3 + 1.0  # one poll interval, and the emulator's round trip
+    message = str(failed.value)
+    assert f"streaming pipeline {pipeline} (project {PROJECT_ID}) dropped to NOT_RUNNING at 20" in message
+    assert "0 of max_restarts=0" in message
+    assert "recent statuses: STREAMING -> NOT_RUNNING" in message
+    assert requests_to(fresh_emulator, "POST", "/commands") == 1
+
+
+def test_keep_streaming_past_its_end_returns_at_once_and_names_a_bad_until(pipeline: str) -> None:
+    past = DpcKeepStreamingOperator(task_id="k", pipeline_id=pipeline, until="2020-01-01T00:00:00", **common())
+    assert run(past) == {"restarts": 0, "seconds_not_streaming": 0.0}
+    bad = DpcKeepStreamingOperator(task_id="k", pipeline_id=pipeline, until="tomorrow", **common())
+    with pytest.raises(DpcValidationError, match="until must be a datetime or an ISO 8601 string, got 'tomorrow'"):
+        run(bad)

@@ -92,8 +92,11 @@ class PipelineTaskMixin:
             return watch.error(exc, time.time())
         return watch.observe(status, time.time())
 
-    def status_trigger(self, watch: StatusWatch, poll_interval: float) -> DpcStreamingPipelineTrigger:
-        """The trigger that carries ``watch`` on in the triggerer: ids, timings and retries, no secret."""
+    def status_trigger(
+        self, watch: StatusWatch, poll_interval: float, carry: Mapping[str, Any] | None = None
+    ) -> DpcStreamingPipelineTrigger:
+        """The trigger that carries ``watch`` on in the triggerer: ids, timings and retries, no secret;
+        ``carry`` comes back in its event."""
         from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 
         return DpcStreamingPipelineTrigger(
@@ -106,4 +109,5 @@ class PipelineTaskMixin:
             deadline=None if watch.deadline == float("inf") else watch.deadline,
             retry_policy=self.dpc_retry_policy.to_dict(),
             history=watch.history,
+            carry=carry,
         )

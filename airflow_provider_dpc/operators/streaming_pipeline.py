@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_dpc._compat import BaseOperator, Context, conf
@@ -23,7 +24,17 @@ from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL, DpcStreamingPipelineLink, pipeline_url
 from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.operators._lineage import DefinitionLineageMixin, FetchedPipelineLineageMixin
-from airflow_provider_dpc.status import StatusGoal, StatusWatch, WaitResult, agent_down, conclude
+from airflow_provider_dpc.status import (
+    HoldRecord,
+    StatusGoal,
+    StatusWatch,
+    Verdict,
+    WaitResult,
+    agent_down,
+    conclude,
+    conclude_error,
+    hold_goal,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_dpc.models import StreamingPipelineDefinition
@@ -31,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DpcCreateStreamingPipelineOperator",
     "DpcDeleteStreamingPipelineOperator",
+    "DpcKeepStreamingOperator",
     "DpcStartStreamingPipelineOperator",
     "DpcStopStreamingPipelineOperator",
 ]
@@ -108,6 +120,32 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
 
     def after_wait(self, context: Context, project_id: str, pipeline_id: str) -> Any:
         return pipeline_id
+
+    def _require_agent(self, project_id: str, pipeline_id: str) -> None:
+        """Fail now when the pipeline's agent is down; a failed read of the agent only warns."""
+        agent_id = self.hook.get_streaming_pipeline(project_id, pipeline_id).agent_id
+        if not agent_id:
+            return
+        try:
+            agent = self.hook.get_agent(agent_id)
+        except DpcNotFoundError:
+            raise DpcPipelineStateError(
+                f"streaming pipeline {pipeline_id} (project {project_id}) runs on agent {agent_id}, which does "
+                "not exist; START would be ignored",
+                pipeline_id=pipeline_id,
+            ) from None
+        except DpcApiError as exc:
+            self.log.warning("could not read agent %s, starting without checking it: %s", agent_id, exc)
+            return
+        reason = agent_down(agent)
+        if reason is not None:
+            raise DpcPipelineStateError(
+                f"agent {agent.name or agent_id} ({agent_id}) of streaming pipeline {pipeline_id} (project "
+                f"{project_id}) {reason}; a pipeline cannot start while its agent is down. Start the agent "
+                "and retry, or set check_agent=False to send START anyway",
+                pipeline_id=pipeline_id,
+            )
+        self.log.info("agent %s of pipeline %s is %s", agent_id, pipeline_id, agent.agent_status or "up")
 
 
 class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
@@ -221,32 +259,6 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperato
         goal = StatusGoal.of(PipelineStatus.STREAMING, PipelineStatus.NOT_RUNNING, self.grace_period)
         return self._wait(context, project_id, pipeline_id, goal, started_at=time.time())
 
-    def _require_agent(self, project_id: str, pipeline_id: str) -> None:
-        """Fail now when the pipeline's agent is down; a failed read of the agent only warns."""
-        agent_id = self.hook.get_streaming_pipeline(project_id, pipeline_id).agent_id
-        if not agent_id:
-            return
-        try:
-            agent = self.hook.get_agent(agent_id)
-        except DpcNotFoundError:
-            raise DpcPipelineStateError(
-                f"streaming pipeline {pipeline_id} (project {project_id}) runs on agent {agent_id}, which does "
-                "not exist; START would be ignored",
-                pipeline_id=pipeline_id,
-            ) from None
-        except DpcApiError as exc:
-            self.log.warning("could not read agent %s, starting without checking it: %s", agent_id, exc)
-            return
-        reason = agent_down(agent)
-        if reason is not None:
-            raise DpcPipelineStateError(
-                f"agent {agent.name or agent_id} ({agent_id}) of streaming pipeline {pipeline_id} (project "
-                f"{project_id}) {reason}; a pipeline cannot start while its agent is down. Start the agent "
-                "and retry, or set check_agent=False to send START anyway",
-                pipeline_id=pipeline_id,
-            )
-        self.log.info("agent %s of pipeline %s is %s", agent_id, pipeline_id, agent.agent_status or "up")
-
     def _wait_out_stopping(self, project_id: str, pipeline_id: str) -> PipelineStatus:
         # A START sent while the agent is still stopping would be ignored; stopping takes seconds.
         goal = StatusGoal.of([PipelineStatus.NOT_RUNNING, *RUNNING])
@@ -327,6 +339,137 @@ class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
         deleted = self.hook.delete_streaming_pipeline(project_id, pipeline_id, missing_ok=self.missing_ok)
         self.log.info("streaming pipeline %s %s", pipeline_id, "deleted" if deleted else "was already gone")
         return pipeline_id
+
+
+class DpcKeepStreamingOperator(_DpcOperator):
+    """Hold a streaming pipeline in STREAMING until ``until``, restarting it when it drops.
+
+    The hold is a wait for a drop (NOT_RUNNING or STOPPING) whose deadline is ``until``: polled
+    here, or deferred to the triggerer, where it holds no worker slot. When the pipeline drops, START
+    is sent again while ``max_restarts`` remain, under the start operator's rules (its agent is
+    checked first, and NOT_RUNNING is forgiven for ``grace_period`` after START), and the hold goes
+    on once it streams again; with no restart left the task fails at once, naming the pipeline, when
+    it dropped and its recent statuses. Each deferral carries what the hold has done, so a triggerer
+    restart resumes it with its restart count and history.
+
+    At ``until`` it succeeds and leaves the pipeline running (a window's stop task follows). Returns
+    ``{"restarts": n, "seconds_not_streaming": s}``, ``s`` counting from each drop it saw until the
+    pipeline streamed again.
+
+    :param until: when the hold ends: a datetime or an ISO 8601 string (templated); naive times are UTC.
+    :param max_restarts: how many times a dropped pipeline is started again before the task fails.
+    :param grace_period: seconds after a restart's START during which NOT_RUNNING is not yet a failure.
+    :param check_agent: read the pipeline's agent before each restart (see the start operator).
+    """
+
+    template_fields: Sequence[str] = (*PIPELINE_FIELDS, "until")
+
+    def __init__(
+        self,
+        *,
+        until: datetime | str,
+        max_restarts: int = 0,
+        grace_period: float = 30.0,
+        check_agent: bool = True,
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poll_interval=poll_interval, timeout=timeout, **kwargs)
+        if max_restarts < 0:
+            raise ValueError(f"max_restarts must be 0 or more, got {max_restarts}")
+        self.until = until
+        self.max_restarts = max_restarts
+        self.grace_period = grace_period
+        self.check_agent = check_agent
+
+    def execute(self, context: Context) -> Any:
+        deadline = self._deadline()  # a bad ``until`` fails before any call
+        project_id = self.resolve_project()
+        pipeline_id = self.resolve_pipeline(project_id)
+        self._announce(context, project_id, pipeline_id)
+        if time.time() >= deadline:
+            self.log.info("the hold of pipeline %s ended at %s, before it began", pipeline_id, self.until)
+            return HoldRecord().outcome()
+        self.log.info(
+            "holding pipeline %s in STREAMING until %s (max_restarts=%d)", pipeline_id, self.until, self.max_restarts
+        )
+        return self._hold(context, project_id, pipeline_id, HoldRecord().to_dict())
+
+    def _deadline(self) -> float:
+        return _epoch(self.until)
+
+    def _hold(self, context: Context, project_id: str, pipeline_id: str, record: dict[str, Any]) -> Any:
+        """Wait for a drop until ``until``; then :meth:`hold_ended`."""
+        now = time.time()
+        watch = StatusWatch(hold_goal(), project_id, pipeline_id, started_at=now, deadline=max(now, self._deadline()))
+        return self._wait_then(context, watch, "hold_ended", {"record": record, "since": now})
+
+    def _wait_then(self, context: Context, watch: StatusWatch, method: str, carry: dict[str, Any]) -> Any:
+        """Wait for ``watch`` here or in the triggerer, then call ``method`` with the event and ``carry``."""
+        if self.deferrable:
+            self.defer(trigger=self.status_trigger(watch, self.poll_interval, carry), method_name=method)
+        event = {**self._poll(watch, self.poll_interval).to_event(), "carry": carry}
+        return getattr(self, method)(context, event)
+
+    def hold_ended(self, context: Context, event: dict[str, Any]) -> Any:
+        """A hold's wait is over: the window closed (success), or the pipeline dropped."""
+        result, hold = WaitResult.from_event(event), HoldRecord.from_dict(event["carry"]["record"])
+        hold.add(result)
+        if result.verdict is Verdict.TIMED_OUT:
+            self.log.info("pipeline %s held until %s: %s", result.pipeline_id, self.until, hold.outcome())
+            return hold.outcome()
+        conclude_error(result)  # an API error that outlasted the retries ends the hold
+        dropped_at = float(event["carry"]["since"]) + result.waited
+        return self._restart(context, result.project_id, result.pipeline_id, hold, result.status or "", dropped_at)
+
+    def _restart(
+        self, context: Context, project_id: str, pipeline_id: str, hold: HoldRecord, status: str, dropped_at: float
+    ) -> Any:
+        if hold.restarts >= self.max_restarts:
+            raise hold.dropped(project_id, pipeline_id, status, dropped_at, self.max_restarts)
+        hold.restarts += 1
+        self.log.warning(
+            "pipeline %s dropped to %s; restart %d of %d", pipeline_id, status, hold.restarts, self.max_restarts
+        )
+        if self.check_agent:
+            self._require_agent(project_id, pipeline_id)
+        self.hook.send_command(project_id, pipeline_id, PipelineCommand.START)
+        now = time.time()
+        goal = StatusGoal.of(PipelineStatus.STREAMING, PipelineStatus.NOT_RUNNING, self.grace_period)
+        watch = StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=max(now, self._deadline()))
+        return self._wait_then(context, watch, "restart_ended", {"record": hold.to_dict(), "dropped_at": dropped_at})
+
+    def restart_ended(self, context: Context, event: dict[str, Any]) -> Any:
+        """A restart's wait is over: streaming again (hold on), failed again, or the window closed."""
+        result, hold = WaitResult.from_event(event), HoldRecord.from_dict(event["carry"]["record"])
+        hold.add(result)
+        dropped_at = float(event["carry"]["dropped_at"])
+        if result.verdict is Verdict.FAILED:  # NOT_RUNNING after the grace period: the restart failed
+            return self._restart(context, result.project_id, result.pipeline_id, hold, result.status or "", dropped_at)
+        conclude_error(result)
+        hold.seconds_not_streaming += time.time() - dropped_at
+        if result.verdict is Verdict.TIMED_OUT:
+            self.log.warning("the window closed while pipeline %s restarted: %s", result.pipeline_id, hold.outcome())
+            return hold.outcome()
+        self.log.info("pipeline %s streams again after restart %d", result.pipeline_id, hold.restarts)
+        return self._hold(context, result.project_id, result.pipeline_id, hold.to_dict())
+
+
+def _epoch(until: datetime | str) -> float:
+    """``until`` as epoch seconds; a naive datetime or string is UTC."""
+    moment = until if isinstance(until, datetime) else None
+    if moment is None:
+        try:
+            moment = datetime.fromisoformat(str(until).strip())
+        except ValueError:
+            raise DpcValidationError(
+                f"until must be a datetime or an ISO 8601 string, got {until!r}",
+                errors=[FieldError("until", "must be an ISO 8601 date and time")],
+            ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _load_definition(value: Any) -> Any:

@@ -27,6 +27,9 @@ class DpcStreamingPipelineTrigger(BaseTrigger):
     :param goal: target and failure statuses and the grace period, as ``StatusGoal.to_dict()``.
     :param started_at: epoch seconds when the wait began (the grace period counts from it).
     :param deadline: epoch seconds after which the wait times out; None waits forever.
+    :param carry: what the deferring task needs when it resumes, handed back in the event as it
+        was given (a supervising task's restart count and history): a resume reads it from the
+        event, which every way of running a trigger delivers, and a triggerer restart keeps it.
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class DpcStreamingPipelineTrigger(BaseTrigger):
         deadline: float | None = None,
         retry_policy: Mapping[str, Any] | None = None,
         history: Iterable[str] = (),
+        carry: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.dpc_conn_id = dpc_conn_id
@@ -52,6 +56,7 @@ class DpcStreamingPipelineTrigger(BaseTrigger):
         self.deadline = None if deadline is None else float(deadline)
         self.retry_policy = RetryPolicy.coerce(retry_policy)
         self.history = list(history)
+        self.carry = None if carry is None else dict(carry)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -66,6 +71,7 @@ class DpcStreamingPipelineTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "retry_policy": self.retry_policy.to_dict(),
                 "history": list(self.history),
+                **({} if self.carry is None else {"carry": self.carry}),
             },
         )
 
@@ -91,4 +97,7 @@ class DpcStreamingPipelineTrigger(BaseTrigger):
         except DpcError as exc:
             result = watch.error(exc, time.time())
         self.log.info("streaming pipeline %s: %s (%s)", self.pipeline_id, result.verdict, result.status)
-        yield TriggerEvent(result.to_event())
+        event = result.to_event()
+        if self.carry is not None:
+            event["carry"] = self.carry
+        yield TriggerEvent(event)
