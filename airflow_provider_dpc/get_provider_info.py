@@ -46,5 +46,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "connection-types": [provider_connection_type()],
+        # Airflow 3 reads "asset-uris", Airflow 2.11 "dataset-uris": the same scheme for both.
+        "asset-uris": [{"schemes": ["matillion-dpc"], "handler": "airflow_provider_dpc.assets.sanitize_uri"}],
+        "dataset-uris": [{"schemes": ["matillion-dpc"], "handler": "airflow_provider_dpc.assets.sanitize_uri"}],
         "extra-links": ["airflow_provider_dpc.links.dpc.DpcStreamingPipelineLink"],
     }

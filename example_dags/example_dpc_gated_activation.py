@@ -25,7 +25,8 @@ PROJECT_ID = os.environ.get("DPC_PROJECT_ID", "3dda0acf-e646-4f4b-b4f6-e00449b69
 DEFERRABLE = os.environ.get("DPC_DEFERRABLE", "false").lower() == "true"
 POLL_INTERVAL = float(os.environ.get("DPC_POLL_INTERVAL", "10"))
 
-STREAM = Asset("matillion-dpc://streaming-pipelines/my-streaming-pipeline")
+# The provider's asset URI scheme: matillion-dpc://<project>/streaming-pipelines/<pipeline>.
+STREAM = Asset(f"matillion-dpc://{PROJECT_ID}/streaming-pipelines/my-streaming-pipeline")
 
 with DAG(
     dag_id="example_dpc_gated_activation",

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_dpc._compat import find_or_none
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.status import StatusGoal, StatusWatch
+from airflow_provider_dpc.status import statuses as normalised
 
 
 class DpcStreamingPipelineTrigger(BaseTrigger):
@@ -101,3 +105,101 @@ class DpcStreamingPipelineTrigger(BaseTrigger):
         if self.carry is not None:
             event["carry"] = self.carry
         yield TriggerEvent(event)
+
+
+_BaseEventTrigger: Any = find_or_none("BaseEventTrigger", "airflow.triggers.base")
+
+
+def _uuid(value: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError(f"{field} must be a UUID, got {value!r}") from None
+
+
+def _event_trigger_class() -> type:
+    """The event trigger, where Airflow has asset watchers (3.0+)."""
+
+    class DpcStreamingPipelineEventTrigger(_BaseEventTrigger):
+        """Fires each time a streaming pipeline moves into one of ``statuses``, for Airflow 3's asset
+        watchers: ``AssetWatcher(name=..., trigger=DpcStreamingPipelineEventTrigger(...))``.
+
+        A change, not a level: a pipeline that drops to NOT_RUNNING and stays there fires once, and
+        again only after it has left the watched statuses. Its first read is its starting point, so
+        after a triggerer restart a pipeline already down does not fire again. The event's payload
+        is JSON: ``project_id``, ``pipeline_id``, ``status``, ``previous_status`` and ``observed_at``
+        (ISO 8601, UTC). Its kwargs are ids, statuses and timings, always in the same form, so
+        Airflow identifies the watcher by them, and never a secret. A read error is logged and the
+        watch goes on.
+        """
+
+        def __init__(
+            self,
+            dpc_conn_id: str,
+            project_id: str,
+            pipeline_id: str,
+            statuses: Iterable[str] = ("NOT_RUNNING", "UNKNOWN"),
+            poll_interval: float = 60.0,
+            retry_policy: Mapping[str, Any] | None = None,
+        ) -> None:
+            super().__init__()
+            self.dpc_conn_id = dpc_conn_id
+            self.project_id = _uuid(project_id, "project_id")
+            self.pipeline_id = _uuid(pipeline_id, "pipeline_id")
+            # Sorted and upper case, so the same watch always serializes alike (Airflow hashes it).
+            self.statuses = sorted({str(status) for status in normalised(statuses)})
+            if not self.statuses:
+                raise ValueError("statuses must name at least one status")
+            self.poll_interval = float(poll_interval)
+            self.retry_policy = RetryPolicy.coerce(retry_policy)
+
+        def serialize(self) -> tuple[str, dict[str, Any]]:
+            return (
+                f"{type(self).__module__}.DpcStreamingPipelineEventTrigger",
+                {
+                    "dpc_conn_id": self.dpc_conn_id,
+                    "project_id": self.project_id,
+                    "pipeline_id": self.pipeline_id,
+                    "statuses": list(self.statuses),
+                    "poll_interval": self.poll_interval,
+                    "retry_policy": self.retry_policy.to_dict(),
+                },
+            )
+
+        async def run(self) -> AsyncIterator[TriggerEvent]:
+            previous: str | None = None
+            async with DpcHook(self.dpc_conn_id, retry_policy=self.retry_policy) as hook:
+                while True:
+                    try:
+                        status = str(await hook.aget_status(self.project_id, self.pipeline_id))
+                    except DpcError as exc:
+                        self.log.warning("streaming pipeline %s: status not read (%s)", self.pipeline_id, exc)
+                    else:
+                        if previous is not None and status in self.statuses and previous not in self.statuses:
+                            self.log.info("streaming pipeline %s moved %s -> %s", self.pipeline_id, previous, status)
+                            yield TriggerEvent(
+                                {
+                                    "project_id": self.project_id,
+                                    "pipeline_id": self.pipeline_id,
+                                    "status": status,
+                                    "previous_status": previous,
+                                    "observed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                }
+                            )
+                        previous = status
+                    await asyncio.sleep(self.poll_interval)
+
+    return DpcStreamingPipelineEventTrigger
+
+
+if _BaseEventTrigger is not None:
+    DpcStreamingPipelineEventTrigger = _event_trigger_class()
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "DpcStreamingPipelineEventTrigger":
+            raise ImportError(
+                "DpcStreamingPipelineEventTrigger needs Airflow 3's asset watchers (BaseEventTrigger); "
+                "this Airflow has none"
+            )
+        raise AttributeError(name)
