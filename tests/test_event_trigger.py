@@ -80,7 +80,7 @@ def test_kwargs_are_deterministic_and_hold_no_secret(streaming: str) -> None:
     two = trigger(streaming.upper(), statuses=("NOT_RUNNING", "UNKNOWN")).serialize()
     assert one == two
     assert one[1]["statuses"] == ["NOT_RUNNING", "UNKNOWN"]
-    assert set(one[1]) == {"dpc_conn_id", "project_id", "pipeline_id", "statuses", "poll_interval", "retry_policy"}
+    assert set(one[1]) == {"dpc_conn_id", "project_id", "pipeline_id", "statuses", "poll_interval"}
     with pytest.raises(ValueError, match="pipeline_id must be a UUID"):
         trigger("not-an-id")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from importlib.util import find_spec
@@ -275,3 +276,56 @@ def test_a_create_retried_after_a_crash_makes_no_duplicate(
     assert [p.name for p in existing] == ["retried-pipeline"]
     assert creates_sent(fresh_emulator) == 1, json.dumps(fresh_emulator.stats(), indent=1)
     assert fresh_emulator.stats()["pipelines_created"] == 1
+
+
+SELF_HEALING = "example_dpc_self_healing_stream"
+PLACEHOLDER_ID = '"00000000-0000-4000-8000-000000000000"'
+
+
+def runs_of(cluster: AirflowCluster, dag_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = cluster.api("GET", f"/dags/{dag_id}/dagRuns")["dag_runs"]
+    return found
+
+
+@pytest.mark.every_line
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_an_asset_watcher_runs_the_self_healing_dag_once_per_drop(airflow: AirflowCluster, fresh_emulator: Any) -> None:
+    from airflow_provider_dpc.hooks.dpc import DpcHook
+    from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
+    from tests.guide import guide_body, wait_for_status
+
+    fresh_emulator.configure(starting_seconds=0.5, snapshotting_seconds=0.5, stopping_seconds=0.5)
+    hook = DpcHook()
+    pipeline_id = hook.create_streaming_pipeline(PROJECT_ID, guide_body("self-healing")).streaming_pipeline_id
+    hook.send_command(PROJECT_ID, pipeline_id, PipelineCommand.START)
+    wait_for_status(hook, pipeline_id, PipelineStatus.STREAMING, within=10)
+    # The example with this pipeline's id, as a user fills in their own.
+    source = (EXAMPLES / f"{SELF_HEALING}.py").read_text(encoding="utf-8")
+    assert PLACEHOLDER_ID in source
+    airflow.write_dag_file(f"{SELF_HEALING}.py", source.replace(PLACEHOLDER_ID, repr(pipeline_id)))
+    airflow.wait_for_dag(SELF_HEALING)
+    airflow.unpause(SELF_HEALING)
+    polls = requests_to(fresh_emulator, "GET", "/status")
+    airflow.wait_for(
+        lambda: True if requests_to(fresh_emulator, "GET", "/status") > polls + 3 else None,
+        timeout=RUN_TIMEOUT,
+        what="the watcher's trigger polling the pipeline in the triggerer",
+    )
+    assert runs_of(airflow, SELF_HEALING) == []  # streaming: nothing fired
+
+    fresh_emulator.die(pipeline_id)
+    first = airflow.wait_for(lambda: runs_of(airflow, SELF_HEALING) or None, timeout=RUN_TIMEOUT, what="a run")
+    state, seen = airflow.wait_for_run(SELF_HEALING, first[0]["dag_run_id"], timeout=RUN_TIMEOUT)
+    assert state == "success", seen
+    why = airflow.xcom(SELF_HEALING, first[0]["dag_run_id"], "record_why")
+    assert (why["pipeline_id"], why["previous_status"], why["status"]) == (pipeline_id, "STREAMING", "NOT_RUNNING")
+    assert hook.get_status(PROJECT_ID, pipeline_id) is PipelineStatus.STREAMING  # restarted
+
+    # Down for good: one more run, whose restart fails, and none while it stays NOT_RUNNING.
+    fresh_emulator.fail_start(pipeline_id)
+    fresh_emulator.die(pipeline_id)
+    airflow.wait_for(
+        lambda: True if len(runs_of(airflow, SELF_HEALING)) == 2 else None, timeout=RUN_TIMEOUT, what="a second run"
+    )
+    time.sleep(6)  # a dozen of the watcher's polls of NOT_RUNNING
+    assert len(runs_of(airflow, SELF_HEALING)) == 2

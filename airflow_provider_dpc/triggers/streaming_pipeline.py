@@ -130,7 +130,8 @@ def _event_trigger_class() -> type:
         is JSON: ``project_id``, ``pipeline_id``, ``status``, ``previous_status`` and ``observed_at``
         (ISO 8601, UTC). Its kwargs are ids, statuses and timings, always in the same form, so
         Airflow identifies the watcher by them, and never a secret. A read error is logged and the
-        watch goes on.
+        watch goes on. Its kwargs are flat (strings, a list, a number): Airflow 3.2 hands an asset
+        watcher's nested kwargs to the trigger still encoded.
         """
 
         def __init__(
@@ -140,7 +141,6 @@ def _event_trigger_class() -> type:
             pipeline_id: str,
             statuses: Iterable[str] = ("NOT_RUNNING", "UNKNOWN"),
             poll_interval: float = 60.0,
-            retry_policy: Mapping[str, Any] | None = None,
         ) -> None:
             super().__init__()
             self.dpc_conn_id = dpc_conn_id
@@ -151,7 +151,6 @@ def _event_trigger_class() -> type:
             if not self.statuses:
                 raise ValueError("statuses must name at least one status")
             self.poll_interval = float(poll_interval)
-            self.retry_policy = RetryPolicy.coerce(retry_policy)
 
         def serialize(self) -> tuple[str, dict[str, Any]]:
             return (
@@ -162,13 +161,12 @@ def _event_trigger_class() -> type:
                     "pipeline_id": self.pipeline_id,
                     "statuses": list(self.statuses),
                     "poll_interval": self.poll_interval,
-                    "retry_policy": self.retry_policy.to_dict(),
                 },
             )
 
         async def run(self) -> AsyncIterator[TriggerEvent]:
             previous: str | None = None
-            async with DpcHook(self.dpc_conn_id, retry_policy=self.retry_policy) as hook:
+            async with DpcHook(self.dpc_conn_id) as hook:
                 while True:
                     try:
                         status = str(await hook.aget_status(self.project_id, self.pipeline_id))
