@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from airflow_provider_dpc._compat import find_or_none
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.hooks.dpc import DpcHook
+from airflow_provider_dpc.models import check_uuid
 from airflow_provider_dpc.status import StatusGoal, StatusWatch
 from airflow_provider_dpc.status import statuses as normalised
 
@@ -110,13 +110,6 @@ class DpcStreamingPipelineTrigger(BaseTrigger):
 _BaseEventTrigger: Any = find_or_none("BaseEventTrigger", "airflow.triggers.base")
 
 
-def _uuid(value: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise ValueError(f"{field} must be a UUID, got {value!r}") from None
-
-
 def _event_trigger_class() -> type:
     """The event trigger, where Airflow has asset watchers (3.0+)."""
 
@@ -144,8 +137,8 @@ def _event_trigger_class() -> type:
         ) -> None:
             super().__init__()
             self.dpc_conn_id = dpc_conn_id
-            self.project_id = _uuid(project_id, "project_id")
-            self.pipeline_id = _uuid(pipeline_id, "pipeline_id")
+            self.project_id = check_uuid(project_id, "project_id")
+            self.pipeline_id = check_uuid(pipeline_id, "pipeline_id")
             # Sorted and upper case, so the same watch always serializes alike (Airflow hashes it).
             self.statuses = sorted({str(status) for status in normalised(statuses)})
             if not self.statuses:
