@@ -11,6 +11,7 @@ import enum
 
 __all__ = [
     "DecimalMapping",
+    "ExecutionStatus",
     "PipelineCommand",
     "PipelineStatus",
     "SecretType",
@@ -30,25 +31,14 @@ class _UpperEnum(enum.StrEnum):
         return None
 
 
-class PipelineStatus(_UpperEnum):
-    """A streaming pipeline's status.
-
-    Parsed case-insensitively (the guide shows ``streaming``, the API ``STREAMING``). A value this
-    version does not know is kept as it came, as a pseudo-member whose ``is_known`` is false, so a
-    new API status never crashes a running task.
-    """
-
-    STARTING = "STARTING"
-    SNAPSHOTTING = "SNAPSHOTTING"
-    STREAMING = "STREAMING"
-    STOPPING = "STOPPING"
-    NOT_RUNNING = "NOT_RUNNING"
-    UNKNOWN = "UNKNOWN"
+class _OpenEnum(_UpperEnum):
+    """A status enum that keeps a value this version does not know, as a pseudo-member whose
+    ``is_known`` is false, so a new API status never crashes a running task."""
 
     @classmethod
-    def _missing_(cls, value: object) -> PipelineStatus:
+    def _missing_(cls, value: object) -> _OpenEnum:
         known = super()._missing_(value)
-        if isinstance(known, PipelineStatus):
+        if isinstance(known, cls):
             return known
         text = str(value)
         pseudo = str.__new__(cls, text)
@@ -59,6 +49,30 @@ class PipelineStatus(_UpperEnum):
     @property
     def is_known(self) -> bool:
         return self.name in type(self).__members__
+
+
+class PipelineStatus(_OpenEnum):
+    """A streaming pipeline's status, parsed case-insensitively (the guide shows ``streaming``, the
+    API ``STREAMING``); an unknown value is kept."""
+
+    STARTING = "STARTING"
+    SNAPSHOTTING = "SNAPSHOTTING"
+    STREAMING = "STREAMING"
+    STOPPING = "STOPPING"
+    NOT_RUNNING = "NOT_RUNNING"
+    UNKNOWN = "UNKNOWN"
+
+
+class ExecutionStatus(_OpenEnum):
+    """An orchestration pipeline execution's status; an unknown value is kept."""
+
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+    UNKNOWN = "UNKNOWN"
 
 
 class PipelineCommand(_UpperEnum):

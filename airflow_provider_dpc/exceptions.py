@@ -21,6 +21,7 @@ __all__ = [
     "DpcConflictError",
     "DpcError",
     "DpcNotFoundError",
+    "DpcPipelineExecutionError",
     "DpcPipelineStateError",
     "DpcRateLimitError",
     "DpcServerError",
@@ -146,6 +147,28 @@ class DpcPipelineStateError(DpcError):
         super().__init__(message)
         self.pipeline_id = pipeline_id
         self.statuses = [str(s) for s in statuses]
+
+
+class DpcPipelineExecutionError(DpcPipelineStateError):
+    """A pipeline execution ended other than SUCCESS, or did not end in time.
+
+    ``execution_id`` and ``status`` name it; ``execution_message`` holds the execution's own message
+    when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        execution_id: str,
+        status: str | None = None,
+        statuses: Sequence[str] = (),
+        execution_message: str | None = None,
+    ) -> None:
+        super().__init__(message, pipeline_id=execution_id, statuses=statuses)
+        self.execution_id = execution_id
+        self.status = status
+        self.execution_message = execution_message
 
 
 def _class_for_status(status_code: int) -> type[DpcApiError]:

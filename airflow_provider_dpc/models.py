@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from airflow_provider_dpc.enums import (
     DecimalMapping,
+    ExecutionStatus,
     PipelineCommand,
     PipelineStatus,
     SecretType,
@@ -43,6 +44,11 @@ __all__ = [
     "Db2IbmiSource",
     "DecimalMapping",
     "Environment",
+    "ExecutionCancel",
+    "ExecutionRequest",
+    "ExecutionStatus",
+    "ExecutionStatusAnswer",
+    "ExecutionStep",
     "FieldError",
     "HostConnection",
     "KeyPairAuthentication",
@@ -52,10 +58,12 @@ __all__ = [
     "Page",
     "PasswordAuthentication",
     "PipelineCommand",
+    "PipelineExecution",
     "PipelineStatus",
     "PostgresSource",
     "Problem",
     "Project",
+    "PublishedPipeline",
     "S3Target",
     "SecretReference",
     "SecretType",
@@ -68,10 +76,12 @@ __all__ = [
     "StreamingPipelineDefinition",
     "TablePrefixType",
     "TemporalMapping",
+    "TokenPage",
     "TransformationType",
     "check_uuid",
     "field_errors",
     "validate_definition",
+    "validate_execution_request",
 ]
 
 
@@ -364,6 +374,108 @@ class StatusAnswer(DpcModel):
     status: PipelineStatus
 
 
+# ---- orchestration pipeline executions ----------------------------------------------------------
+
+
+def _scalar_value(value: Any) -> Any:
+    # A scalar variable's value is text or a number; a boolean is neither (the API would read it as text).
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise PydanticCustomError("scalar", "must be a string or a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("scalar", "must be a finite number")
+    return value
+
+
+def _grid_cell(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError("grid_cell", "must be a string")
+    return value
+
+
+ScalarValue = Annotated[str | int | float, BeforeValidator(_scalar_value)]
+GridRow = list[Annotated[str, BeforeValidator(_grid_cell)]]
+
+
+class ExecutionRequest(DpcModel):
+    """The body of ``POST /v1/projects/{projectId}/pipeline-executions``: run a published pipeline.
+
+    Scalar variables map a name to a string or a number; grid variables map a name to rows of
+    strings. Only one execution per ``executionTag`` may run at a time in an environment.
+    """
+
+    pipeline_name: Text
+    environment_name: Annotated[Text, Field(max_length=255)]
+    agent_id: str | None = None
+    execution_tag: str | None = None
+    scalar_variables: dict[str, ScalarValue] | None = None
+    grid_variables: dict[str, list[GridRow]] | None = None
+    version_name: str | None = None
+
+
+class ExecutionAnswer(DpcModel):
+    """The answer of an execute or a cancel."""
+
+    pipeline_execution_id: str
+
+
+class ExecutionStatusAnswer(DpcModel):
+    """The answer of ``GET .../pipeline-executions/{id}/status``."""
+
+    status: ExecutionStatus
+
+
+class ExecutionCancel(DpcModel):
+    """The body of ``PATCH .../pipeline-executions/{id}``: ``forceUpdate`` true cancels at once."""
+
+    force_update: bool = False
+    status: Literal["CANCELLED"] = "CANCELLED"
+
+
+class PublishedPipeline(DpcModel):
+    """A published orchestration or transformation pipeline: only these can be executed."""
+
+    name: str
+    published_time: str | None = None
+
+
+class PipelineExecution(DpcModel):
+    """One execution of a published pipeline, as ``GET .../pipeline-executions/{id}`` returns it.
+
+    Read leniently: only the id and status are required, and fields this provider does not know
+    are kept.
+    """
+
+    pipeline_execution_id: str
+    status: ExecutionStatus = ExecutionStatus.UNKNOWN
+    pipeline_name: str | None = None
+    environment_name: str | None = None
+    project_id: str | None = None
+    pipeline_type: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    message: str | None = None
+    trigger: str | None = None
+    schedule_id: str | None = None
+    user: str | None = None
+
+
+class ExecutionStep(DpcModel):
+    """One step's result within an execution (read leniently: its shape is not published)."""
+
+    name: str | None = None
+    status: str | None = None
+    message: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class TokenPage(DpcModel, Generic[T]):
+    """A page of the executions list: ``more`` is the token of the next page, absent on the last."""
+
+    results: list[T] = Field(default_factory=list)
+    more: str | None = None
+
+
 class ProblemFieldError(DpcModel):
     field: str = ""
     message: str = ""
@@ -406,7 +518,14 @@ def _field_message(error: Mapping[str, Any]) -> tuple[str, str]:
         return "", "must not be null"
     if kind == "enum":
         return "", f"must be one of {error['ctx']['expected']}"
+    if kind == "too_long" and isinstance(error.get("input"), str):
+        return "", f"must be at most {error['ctx']['max_length']} characters"
+    if kind in _TYPE_MESSAGES:
+        return "", _TYPE_MESSAGES[kind]
     return "", str(error["msg"])
+
+
+_TYPE_MESSAGES = {"list_type": "must be a list", "dict_type": "must be an object", "string_type": "must be a string"}
 
 
 def field_errors(exc: ValidationError | Sequence[Mapping[str, Any]]) -> list[FieldError]:
@@ -434,26 +553,29 @@ def validate_definition(definition: StreamingPipelineDefinition | Mapping[str, A
     file) and NaN or infinite numbers are refused here too, naming their fields, rather than
     failing while the request is built.
     """
-    if isinstance(definition, StreamingPipelineDefinition):
-        checked = definition
-    elif not isinstance(definition, Mapping):
+    return _checked(StreamingPipelineDefinition, definition, "streaming pipeline definition")
+
+
+M = TypeVar("M", bound=DpcModel)
+
+
+def _checked(model: type[M], value: M | Mapping[str, Any], what: str) -> M:
+    """``value`` validated as ``model`` and sendable as JSON, or a DpcValidationError naming each field."""
+    if isinstance(value, model):
+        checked = value
+    elif not isinstance(value, Mapping):
         raise DpcValidationError(
-            "streaming pipeline definition must be a JSON object",
-            errors=[FieldError("", f"must be an object, not {type(definition).__name__}")],
+            f"{what} must be a JSON object", errors=[FieldError("", f"must be an object, not {type(value).__name__}")]
         )
     else:
         try:
-            checked = StreamingPipelineDefinition.model_validate(definition)
+            checked = model.model_validate(value)
         except ValidationError as exc:
             errors = field_errors(exc)
-            raise DpcValidationError(
-                "invalid streaming pipeline definition: " + "; ".join(map(str, errors)), errors=errors
-            ) from None
+            raise DpcValidationError(f"invalid {what}: " + "; ".join(map(str, errors)), errors=errors) from None
     unsendable = _unsendable(checked.to_wire())
     if unsendable:
-        raise DpcValidationError(
-            "invalid streaming pipeline definition: " + "; ".join(map(str, unsendable)), errors=unsendable
-        )
+        raise DpcValidationError(f"invalid {what}: " + "; ".join(map(str, unsendable)), errors=unsendable)
     return checked
 
 
@@ -498,3 +620,10 @@ def check_uuid(value: Any, field: str) -> str:
         raise DpcValidationError(
             f"{field} must be a UUID, got {shown}", errors=[FieldError(field, "must be a UUID")]
         ) from None
+
+
+def validate_execution_request(request: ExecutionRequest | Mapping[str, Any]) -> ExecutionRequest:
+    """Validate an execute request, raising :class:`~airflow_provider_dpc.exceptions.DpcValidationError`
+    whose errors name each bad field as the API does (``scalarVariables.region: must be a string or
+    a number``)."""
+    return _checked(ExecutionRequest, request, "pipeline execution request")

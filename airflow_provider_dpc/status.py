@@ -1,8 +1,9 @@
-"""What a pipeline status means for a task that waits on it: the one place that decides.
+"""What a status means for a task that waits on it: the one place that decides, for streaming
+pipelines and pipeline executions alike.
 
-The start and stop operators' polling loops, the sensor's ``poke``, the trigger and every
-``execute_complete`` go through :class:`StatusWatch` and :func:`conclude`, so a status is judged the
-same way whether the task polls in a worker or defers to the triggerer.
+The operators' polling loops, the sensors' ``poke``, the triggers and every ``execute_complete`` go
+through :class:`StatusWatch` and :func:`conclude`, so a status is judged the same way whether the
+task polls in a worker or defers to the triggerer.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_dpc import exceptions
-from airflow_provider_dpc.enums import PipelineStatus
-from airflow_provider_dpc.exceptions import DpcApiError, DpcError, DpcPipelineStateError
+from airflow_provider_dpc.enums import ExecutionStatus, PipelineStatus
+from airflow_provider_dpc.exceptions import (
+    DpcApiError,
+    DpcError,
+    DpcPipelineExecutionError,
+    DpcPipelineStateError,
+)
 
 HISTORY_LENGTH = 10
+
+Status = PipelineStatus | ExecutionStatus
 
 
 class Verdict(enum.StrEnum):
@@ -28,11 +36,24 @@ class Verdict(enum.StrEnum):
     ERROR = "error"
 
 
-def statuses(values: Iterable[PipelineStatus | str] | PipelineStatus | str) -> tuple[PipelineStatus, ...]:
-    """Normalise one status or several, in any case, to a tuple of :class:`PipelineStatus`."""
+class StatusKind(enum.StrEnum):
+    """What a wait watches; each kind reads its statuses with its own enum."""
+
+    STREAMING_PIPELINE = "streaming pipeline"
+    PIPELINE_EXECUTION = "pipeline execution"
+
+    @property
+    def status_type(self) -> type[PipelineStatus] | type[ExecutionStatus]:
+        return PipelineStatus if self is StatusKind.STREAMING_PIPELINE else ExecutionStatus
+
+
+def statuses(
+    values: Iterable[Status | str] | Status | str, kind: StatusKind = StatusKind.STREAMING_PIPELINE
+) -> tuple[Status, ...]:
+    """Normalise one status or several, in any case, to a tuple of ``kind``'s statuses."""
     if isinstance(values, str):
         values = [values]
-    return tuple(PipelineStatus(v) for v in values)
+    return tuple(kind.status_type(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -43,9 +64,10 @@ class StatusGoal:
     because the agent has not picked the command up yet.
     """
 
-    target: tuple[PipelineStatus, ...]
-    failure: tuple[PipelineStatus, ...] = ()
+    target: tuple[Status, ...]
+    failure: tuple[Status, ...] = ()
     grace_period: float = 0.0
+    kind: StatusKind = StatusKind.STREAMING_PIPELINE
 
     def __post_init__(self) -> None:
         overlap = set(self.target) & set(self.failure)
@@ -57,22 +79,30 @@ class StatusGoal:
     @classmethod
     def of(
         cls,
-        target: Iterable[PipelineStatus | str] | str,
-        failure: Iterable[PipelineStatus | str] | str = (),
+        target: Iterable[Status | str] | str,
+        failure: Iterable[Status | str] | str = (),
         grace_period: float = 0.0,
+        kind: StatusKind | str = StatusKind.STREAMING_PIPELINE,
     ) -> StatusGoal:
-        return cls(statuses(target), statuses(failure), float(grace_period))
+        kind = StatusKind(kind)
+        return cls(statuses(target, kind), statuses(failure, kind), float(grace_period), kind)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": [str(s) for s in self.target],
             "failure": [str(s) for s in self.failure],
             "grace_period": self.grace_period,
+            "kind": str(self.kind),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StatusGoal:
-        return cls.of(data["target"], data.get("failure", ()), data.get("grace_period", 0.0))
+        return cls.of(
+            data["target"],
+            data.get("failure", ()),
+            data.get("grace_period", 0.0),
+            data.get("kind", StatusKind.STREAMING_PIPELINE),
+        )
 
     def describe(self) -> str:
         return " or ".join(map(str, self.target))
@@ -80,11 +110,14 @@ class StatusGoal:
 
 @dataclass
 class WaitResult:
-    """How a wait ended. Serialised as the trigger's event payload."""
+    """How a wait ended. Serialised as the trigger's event payload.
+
+    ``resource_id`` is the streaming pipeline's id or the execution's, as ``goal.kind`` says.
+    """
 
     verdict: Verdict
     project_id: str
-    pipeline_id: str
+    resource_id: str
     goal: StatusGoal
     status: str | None = None
     history: list[str] = field(default_factory=list)
@@ -97,6 +130,10 @@ class WaitResult:
     # The API error itself, where the wait ran (polling): raised as the cause. Not in the event.
     cause: Exception | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def pipeline_id(self) -> str:
+        return self.resource_id
+
     def to_event(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cause"}
         data.update(verdict=str(self.verdict), goal=self.goal.to_dict(), history=list(self.history))
@@ -107,7 +144,7 @@ class WaitResult:
         return cls(
             verdict=Verdict(event["verdict"]),
             project_id=event["project_id"],
-            pipeline_id=event["pipeline_id"],
+            resource_id=event["resource_id"],
             goal=StatusGoal.from_dict(event["goal"]),
             status=event.get("status"),
             history=list(event.get("history") or []),
@@ -129,7 +166,7 @@ class StatusWatch:
         self,
         goal: StatusGoal,
         project_id: str,
-        pipeline_id: str,
+        resource_id: str,
         *,
         started_at: float,
         deadline: float | None = None,
@@ -137,12 +174,16 @@ class StatusWatch:
     ) -> None:
         self.goal = goal
         self.project_id = project_id
-        self.pipeline_id = pipeline_id
+        self.resource_id = resource_id
         self.started_at = started_at
         self.deadline = math.inf if deadline is None else deadline
         self.history = list(history)[-HISTORY_LENGTH:]
 
-    def observe(self, status: PipelineStatus, now: float) -> WaitResult | None:
+    @property
+    def pipeline_id(self) -> str:
+        return self.resource_id
+
+    def observe(self, status: Status, now: float) -> WaitResult | None:
         """The result once ``status`` ends the wait, else None (keep waiting)."""
         if not self.history or self.history[-1] != str(status):
             self.history = [*self.history, str(status)][-HISTORY_LENGTH:]
@@ -170,11 +211,11 @@ class StatusWatch:
         """Seconds to sleep before the next read, never past the deadline."""
         return max(0.0, min(interval, self.deadline - now))
 
-    def _result(self, verdict: Verdict, now: float, status: PipelineStatus | str | None, **details: Any) -> WaitResult:
+    def _result(self, verdict: Verdict, now: float, status: Status | str | None, **details: Any) -> WaitResult:
         return WaitResult(
             verdict=verdict,
             project_id=self.project_id,
-            pipeline_id=self.pipeline_id,
+            resource_id=self.resource_id,
             goal=self.goal,
             status=None if status is None else str(status),
             history=list(self.history),
@@ -183,29 +224,51 @@ class StatusWatch:
         )
 
 
-def conclude(result: WaitResult, *, what: str = "streaming pipeline") -> PipelineStatus:
-    """Return the status reached, or raise an error naming the pipeline and its recent statuses."""
+def conclude(
+    result: WaitResult, *, name: str | None = None, detail: str | None = None, execution_message: str | None = None
+) -> Status:
+    """Return the status reached, or raise an error naming what was watched and its recent statuses.
+
+    ``name`` replaces the default label (``streaming pipeline <id>``); ``detail`` (what was done on a
+    timeout) and an execution's own message end the message.
+    """
+    kind = result.goal.kind
     if result.verdict is Verdict.REACHED:
-        return PipelineStatus(result.status or "")
+        return kind.status_type(result.status or "")
     seen = " -> ".join(result.history) or "none"
-    name = f"{what} {result.pipeline_id} (project {result.project_id})"
+    label = f"{name or kind} {result.resource_id} (project {result.project_id})"
+    if name and kind is StatusKind.PIPELINE_EXECUTION:
+        label = f"{name}, execution {result.resource_id} (project {result.project_id}),"
     if result.verdict is Verdict.FAILED:
         text = (
-            f"{name} is {result.status} after {result.waited:.0f} s while waiting for "
+            f"{label} is {result.status} after {result.waited:.0f} s while waiting for "
             f"{result.goal.describe()}; recent statuses: {seen}"
         )
     elif result.verdict is Verdict.TIMED_OUT:
+        left = "it was left as it is, " if detail is None else ""
         text = (
-            f"{name} did not reach {result.goal.describe()} within {result.waited:.0f} s; it was left "
-            f"as it is, last status {result.status}; recent statuses: {seen}"
+            f"{label} did not reach {result.goal.describe()} within {result.waited:.0f} s; {left}last status "
+            f"{result.status}; recent statuses: {seen}"
         )
     else:
         text = (
-            f"could not read the status of {name} while waiting for {result.goal.describe()}: "
+            f"could not read the status of {label} while waiting for {result.goal.describe()}: "
             f"{result.message}; recent statuses: {seen}"
         )
         raise _api_error_class(result.error_type)(text, status_code=result.status_code) from result.cause
-    raise DpcPipelineStateError(text, pipeline_id=result.pipeline_id, statuses=result.history)
+    if detail:
+        text += f"; {detail}"
+    if execution_message:
+        text += f"; the execution's message: {execution_message}"
+    if kind is StatusKind.PIPELINE_EXECUTION:
+        raise DpcPipelineExecutionError(
+            text,
+            execution_id=result.resource_id,
+            status=result.status,
+            statuses=result.history,
+            execution_message=execution_message,
+        )
+    raise DpcPipelineStateError(text, pipeline_id=result.resource_id, statuses=result.history)
 
 
 def conclude_error(result: WaitResult) -> None:
@@ -218,6 +281,20 @@ def _api_error_class(name: str | None) -> type[DpcApiError]:
     """The :class:`DpcApiError` subclass called ``name``, or DpcApiError itself."""
     found = getattr(exceptions, name or "", None)
     return found if isinstance(found, type) and issubclass(found, DpcApiError) else DpcApiError
+
+
+# ---- pipeline executions ------------------------------------------------------------------------
+
+#: An execution that ended any other way than SUCCESS failed its task (SKIPPED too: the pipeline
+#: did not run, so what follows would read stale data). UNKNOWN, RUNNING and CANCELLING are waited through.
+EXECUTION_FAILURES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.SKIPPED)
+#: Statuses of an execution still under way: a retried task reattaches to such an execution.
+EXECUTION_ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.UNKNOWN)
+
+
+def execution_goal() -> StatusGoal:
+    """The goal of a wait on a pipeline execution: SUCCESS, failing on any other end."""
+    return StatusGoal.of(ExecutionStatus.SUCCESS, EXECUTION_FAILURES, kind=StatusKind.PIPELINE_EXECUTION)
 
 
 # ---- agents -------------------------------------------------------------------------------------

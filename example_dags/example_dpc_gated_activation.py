@@ -3,7 +3,8 @@
 The start task checks the pipeline's streaming agent before sending START. Two ways to hold
 downstream work until the pipeline streams: a task downstream of a
 ``DpcStreamingPipelineSensor`` in this DAG, and other DAGs scheduled on the asset that the sensor
-updates once the pipeline streams.
+updates once the pipeline streams. Once it streams, a published DPC transformation pipeline builds
+the tables the consumers read from the raw changes the stream lands.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ except ImportError:  # Airflow 2.11
     from airflow.datasets import Dataset as Asset
     from airflow.decorators import task
 
+from airflow_provider_dpc.operators.pipeline_execution import DpcRunPipelineOperator
 from airflow_provider_dpc.operators.streaming_pipeline import DpcStartStreamingPipelineOperator
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
 
@@ -33,7 +35,11 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    params={"pipeline_name": "my-streaming-pipeline"},
+    params={
+        "pipeline_name": "my-streaming-pipeline",
+        "transformation_pipeline": "Pipeline 1",
+        "environment_name": "Environment-1",
+    },
     tags=["example", "matillion-dpc"],
 ):
 
@@ -67,11 +73,23 @@ with DAG(
         outlets=[STREAM],
     )
 
+    # A retry never runs the pipeline twice: it waits for the execution its earlier try started.
+    transform = DpcRunPipelineOperator(
+        task_id="build_reporting_tables",
+        project_id=PROJECT_ID,
+        pipeline_name="{{ params.transformation_pipeline }}",
+        environment_name="{{ params.environment_name }}",
+        scalar_variables={"load_date": "{{ ds }}"},
+        deferrable=DEFERRABLE,
+        poll_interval=POLL_INTERVAL,
+        timeout=3600,  # then the execution is cancelled and the task fails
+    )
+
     @task
     def consume() -> None:
-        """Work that needs the stream flowing."""
+        """Work that needs the stream flowing and the reporting tables built."""
 
-    [load_reference_data(), check_source_ready()] >> start >> gate >> consume()
+    [load_reference_data(), check_source_ready()] >> start >> gate >> transform >> consume()
 
 
 with DAG(

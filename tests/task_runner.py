@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 from typing import Any
-
-from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 
 try:
     from airflow.sdk.exceptions import TaskDeferred
@@ -17,25 +16,30 @@ except ImportError:  # Airflow 2.11
 class RecordingTI:
     """Stands in for the task instance: records XCom pushes."""
 
-    def __init__(self, try_number: int = 1) -> None:
+    def __init__(self, try_number: int = 1, *, dag_id: str = "dpc_tests", run_id: str = "manual__1") -> None:
         self.try_number = try_number
+        self.dag_id = dag_id
+        self.task_id = "task"
+        self.run_id = run_id
+        self.map_index = -1
         self.xcom: dict[str, Any] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
 
 
-def run_task(task: Any, ti: RecordingTI | None = None) -> Any:
+def run_task(task: Any, ti: RecordingTI | None = None, **context_extra: Any) -> Any:
     """``execute`` the task; on deferral, rebuild the trigger from its kwargs as the triggerer does,
     run it to its event and hand that to the task's resume method."""
-    context: dict[str, Any] = {"ti": ti or RecordingTI()}
+    context: dict[str, Any] = {"ti": ti or RecordingTI(), **context_extra}
     step: Any = lambda: task.execute(context)  # noqa: E731
     while True:
         try:
             return step()
         except TaskDeferred as deferred:
-            kwargs = deferred.trigger.serialize()[1]
-            rebuilt = DpcStreamingPipelineTrigger(**kwargs)
+            classpath, kwargs = deferred.trigger.serialize()
+            module, _, name = classpath.rpartition(".")
+            rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
             if rebuilt.serialize() != deferred.trigger.serialize():
                 raise AssertionError(f"the trigger does not survive serialization: {kwargs}") from None
             event = asyncio.run(first_event(rebuilt))
@@ -44,7 +48,7 @@ def run_task(task: Any, ti: RecordingTI | None = None) -> Any:
             step = functools.partial(resume, context, event.payload, **(deferred.kwargs or {}))
 
 
-async def first_event(trigger: DpcStreamingPipelineTrigger) -> Any:
+async def first_event(trigger: Any) -> Any:
     async for event in trigger.run():
         return event
     raise AssertionError("the trigger yielded no event")

@@ -596,6 +596,7 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
     assert doc["servers"] == [{"url": emulator.origin}]
     project = "/dpc/v1/projects/{projectId}"
     pipeline = project + "/streaming-pipelines/{pipelineId}"
+    execution = project + "/pipeline-executions/{pipelineExecutionId}"
     assert {path: sorted(ops) for path, ops in doc["paths"].items()} == {
         "/dpc/v1/agents": ["get"],
         "/dpc/v1/agents/{agentId}": ["get"],
@@ -605,6 +606,12 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
         pipeline: ["delete", "get", "put"],
         pipeline + "/commands": ["post"],
         pipeline + "/status": ["get"],
+        project + "/published-pipelines": ["get"],
+        project + "/pipeline-executions": ["post"],
+        execution: ["get", "patch"],
+        execution + "/status": ["get"],
+        execution + "/steps": ["get"],
+        "/dpc/v1/pipeline-executions": ["get"],
         "/oauth/dpc/token": ["post"],
     }
     schemas = doc["components"]["schemas"]
@@ -624,6 +631,15 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
         "STARTING", "SNAPSHOTTING", "STREAMING", "STOPPING", "NOT_RUNNING", "UNKNOWN"
     ]  # fmt: skip
     assert schemas["PipelineCommand"]["enum"] == ["START", "STOP"]
+    assert schemas["ExecutionStatus"]["enum"] == [
+        "RUNNING", "SUCCESS", "FAILED", "CANCELLING", "CANCELLED", "SKIPPED", "UNKNOWN"
+    ]  # fmt: skip
+    execute = doc["paths"][project + "/pipeline-executions"]["post"]
+    assert execute["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ExecutionRequest"
+    }
+    assert {"200", "400", "404", "409", "410"} <= set(execute["responses"])
+    assert {"pipelineName", "environmentName"} <= set(schemas["ExecutionRequest"]["required"])
     status = doc["paths"][pipeline + "/status"]["get"]["responses"]["200"]
     assert status["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/StatusAnswer"}
     command = doc["paths"][pipeline + "/commands"]["post"]["requestBody"]["content"]["application/json"]
@@ -668,11 +684,21 @@ async def test_create_app_serves_in_process(guide: Guide) -> None:
         assert response.json() == guide("projects_response")
 
 
+def documented_published_pipelines() -> list[dict[str, Any]]:
+    """The ``publishedPipelines`` of the seed file docs/emulator.md shows."""
+    page = (Path(__file__).parent.parent / "docs" / "emulator.md").read_text(encoding="utf-8")
+    block = page.split("```json\n", 1)[1].split("```", 1)[0]
+    pipelines: list[dict[str, Any]] = json.loads(block)["publishedPipelines"]
+    return pipelines
+
+
 def test_emulator_process_with_a_custom_seed_prints_its_address() -> None:
     project_id = str(uuid.uuid4())
+    (nightly,) = documented_published_pipelines()
     seed = {
         "projects": [{"id": project_id, "name": "Other", "description": "seeded"}],
         "environments": {project_id: [{"name": "Env", "defaultAgentId": "a1", "defaultAgentName": "Agent"}]},
+        "publishedPipelines": [{**nightly, "projectId": project_id, "environmentName": "Env", "seconds": 0.2}],
     }
     with EmulatorProcess(seed=seed, client_secret="another secret", status_case="lower") as process:
         listening = f"DPC emulator listening on {process.base_url} (token URL {process.token_url})"
@@ -682,6 +708,14 @@ def test_emulator_process_with_a_custom_seed_prints_its_address() -> None:
         assert projects == [{"id": project_id, "name": "Other", "description": "seeded"}]
         envs = httpx.get(f"{process.base_url}/v1/projects/{project_id}/environments", headers=headers).json()
         assert envs["results"] == [{"name": "Env", "defaultAgentId": "a1", "defaultAgentName": "Agent"}]
+        executions = f"{process.base_url}/v1/projects/{project_id}/pipeline-executions"
+        body = {"pipelineName": "Nightly load", "environmentName": "Env"}
+        execution_id = httpx.post(executions, json=body, headers=headers).json()["pipelineExecutionId"]
+        time.sleep(0.3)
+        details = httpx.get(f"{executions}/{execution_id}", headers=headers).json()
+        assert (details["status"], details["message"]) == ("FAILED", "Warehouse suspended")
+        steps = httpx.get(f"{executions}/{execution_id}/steps", headers=headers).json()["results"]
+        assert [(s["name"], s["status"]) for s in steps] == [("Extract", "SUCCESS"), ("Load", "FAILED")]
         log_path = process.log_path
     assert log_path is not None
     assert not log_path.exists()

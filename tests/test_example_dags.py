@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_dpc.hooks.dpc import DpcHook
+from airflow_provider_dpc.links.dpc import DpcPipelineExecutionLink
 from airflow_provider_dpc.models import PipelineStatus
 from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to
 
@@ -90,15 +91,16 @@ def test_quickstart(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrabl
     assert link == f"https://app.matillion.com/projects/{PROJECT_ID}/branches", link
 
 
-def extra_link(dag: Any, run: Any, task_id: str) -> str:
-    """The task's 'Matillion DPC' link as the UI would show it."""
+def extra_link(dag: Any, run: Any, task_id: str, link: Any = None) -> str:
+    """The task's 'Matillion DPC' link (or ``link``) as the UI would show it."""
     from airflow_provider_dpc.links.dpc import DpcStreamingPipelineLink
 
+    link = link or DpcStreamingPipelineLink()
     try:
         from airflow.models.xcom import XComModel
     except ImportError:  # this Airflow asks the link when the page is shown
         ti = run.get_task_instance(task_id)
-        return DpcStreamingPipelineLink().get_link(dag.get_task(task_id), ti_key=ti.key)
+        return str(link.get_link(dag.get_task(task_id), ti_key=ti.key))
     else:
         # The worker resolves the link when the task ends and stores it in XCom (Airflow 3).
         from airflow.utils.session import create_session
@@ -106,9 +108,7 @@ def extra_link(dag: Any, run: Any, task_id: str) -> str:
         with create_session() as session:
             row = (
                 session.query(XComModel)
-                .filter_by(
-                    dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=DpcStreamingPipelineLink().xcom_key
-                )
+                .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=link.xcom_key)
                 .one()
             )
             return str(row.value)
@@ -167,8 +167,27 @@ def test_gated_activation(example_env: Any, monkeypatch: pytest.MonkeyPatch, def
     dag = load_dag("example_dpc_gated_activation.py", "example_dpc_gated_activation")
     run = dag.test(run_conf={"pipeline_name": "gated"})
     states = task_states(run)
-    assert (states["wait_until_streaming"], states["consume"]) == ("success", "success"), states
-    assert DpcHook().get_status(PROJECT_ID, pipeline_id) is PipelineStatus.STREAMING
+    assert (states["wait_until_streaming"], states["build_reporting_tables"], states["consume"]) == (
+        "success",
+        "success",
+        "success",
+    ), states
+    hook = DpcHook()
+    assert hook.get_status(PROJECT_ID, pipeline_id) is PipelineStatus.STREAMING
+    (execution,) = hook.iter_pipeline_executions(PROJECT_ID)
+    assert (execution.pipeline_name, str(execution.status)) == ("Pipeline 1", "SUCCESS")
+    link = extra_link(dag, run, "build_reporting_tables", DpcPipelineExecutionLink())
+    assert link == f"https://app.matillion.com/observability-dashboard/pipeline/{execution.pipeline_execution_id}"
+
+
+def test_gated_activation_fails_naming_the_transformation_that_failed(example_env: Any) -> None:
+    make_pipeline("gated-failing")
+    dag = load_dag("example_dpc_gated_activation.py", "example_dpc_gated_activation")
+    run = dag.test(run_conf={"pipeline_name": "gated-failing", "transformation_pipeline": "Failing pipeline"})
+    states = task_states(run)
+    assert (states["build_reporting_tables"], states["consume"]) == ("failed", "upstream_failed"), states
+    (execution,) = DpcHook().iter_pipeline_executions(PROJECT_ID)
+    assert str(execution.status) == "FAILED"
 
 
 def test_gated_activation_fails_at_the_start_when_the_agent_is_down(example_env: Any) -> None:

@@ -97,6 +97,33 @@ with DAG(
 '''
 
 
+# Two runs of the "Long pipeline" (it runs until cancelled): one task polls in its worker, one defers.
+KILL_DAG = "dpc_run_pipeline_killed"
+KILL_DAG_SOURCE = '''\
+"""Written by tests/test_scheduler.py: two waits on an execution that never ends, to be marked failed."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_provider_dpc.operators.pipeline_execution import DpcRunPipelineOperator
+
+with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    for deferrable in (False, True):
+        DpcRunPipelineOperator(
+            task_id="deferred" if deferrable else "polling",
+            project_id=os.environ["DPC_PROJECT_ID"],
+            environment_name="Environment-1",
+            pipeline_name="Long pipeline",
+            deferrable=deferrable,
+            poll_interval=0.5,
+        )
+'''
+
+
 class _LogsOnFailure:
     """Adds the tail of every Airflow log to the report of a failed test that used the cluster.
 
@@ -136,6 +163,7 @@ def airflow_cluster(emulator: Any, crash_markers: Path, request: pytest.FixtureR
     dag_files = [EXAMPLES / "example_dpc_quickstart.py", EXAMPLES / "streaming-pipeline.json"]
     cluster = AirflowCluster(dag_files, env=env, startup_timeout=STARTUP_TIMEOUT)
     cluster.write_dag_file("dpc_create_retry.py", RETRY_DAG_SOURCE.format(markers=str(crash_markers), dag_id=RETRY_DAG))
+    cluster.write_dag_file("dpc_run_killed.py", KILL_DAG_SOURCE.format(dag_id=KILL_DAG))
     with cluster:
         plugin = _LogsOnFailure(cluster)
         request.config.pluginmanager.register(plugin, "dpc-airflow-cluster-logs")
@@ -329,3 +357,41 @@ def test_an_asset_watcher_runs_the_self_healing_dag_once_per_drop(airflow: Airfl
     )
     time.sleep(6)  # a dozen of the watcher's polls of NOT_RUNNING
     assert len(runs_of(airflow, SELF_HEALING)) == 2
+
+
+@pytest.mark.every_line
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_marking_a_waiting_run_task_failed_cancels_its_execution(airflow: AirflowCluster, fresh_emulator: Any) -> None:
+    from airflow.triggers.base import BaseTrigger
+
+    from airflow_provider_dpc.hooks.dpc import DpcHook
+
+    hook = DpcHook()
+    airflow.wait_for_dag(KILL_DAG)
+    airflow.unpause(KILL_DAG)
+    run_id = airflow.trigger(KILL_DAG)
+
+    def both_waiting() -> dict[str, str] | None:
+        tis = {ti["task_id"]: ti for ti in airflow.task_instances(KILL_DAG, run_id)}
+        in_triggerer = ((tis["deferred"].get("trigger") or {}).get("triggerer_id")) is not None
+        running = list(hook.iter_pipeline_executions(PROJECT_ID, status="RUNNING"))
+        if tis["polling"]["state"] == "running" and in_triggerer and len(running) == 2:
+            return {task: airflow.xcom(KILL_DAG, run_id, task, key="pipeline_execution_id") for task in tis}
+        return None
+
+    executions = airflow.wait_for(both_waiting, timeout=RUN_TIMEOUT, what="one task polling, one deferred")
+    for task in executions:
+        airflow.api("PATCH", f"/dags/{KILL_DAG}/dagRuns/{run_id}/taskInstances/{task}", json={"new_state": "failed"})
+
+    def cancelled(task: str) -> bool | None:
+        return True if hook.get_pipeline_execution_status(PROJECT_ID, executions[task]) == "CANCELLED" else None
+
+    # The worker's on_kill cancels the polled one on every line.
+    airflow.wait_for(lambda: cancelled("polling"), timeout=RUN_TIMEOUT, what="the polled execution CANCELLED")
+    if "on_kill" in vars(BaseTrigger):  # Airflow 3.3 tells a trigger its deferred task was killed
+        airflow.wait_for(lambda: cancelled("deferred"), timeout=RUN_TIMEOUT, what="the deferred execution CANCELLED")
+    else:  # before 3.3 nothing runs for a deferred task marked failed: the execution runs on (see the docs)
+        time.sleep(2)
+        assert hook.get_pipeline_execution_status(PROJECT_ID, executions["deferred"]) == "RUNNING"
+        hook.cancel_pipeline_execution(PROJECT_ID, executions["deferred"], force=True)
+    assert fresh_emulator.stats()["executions_started"] == 2

@@ -73,6 +73,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--starting-seconds", _DEFAULTS.starting_seconds, _seconds, help="time spent STARTING")
     add("--snapshotting-seconds", _DEFAULTS.snapshotting_seconds, _seconds, help="time spent SNAPSHOTTING")
     add("--stopping-seconds", _DEFAULTS.stopping_seconds, _seconds, help="time spent STOPPING")
+    add("--cancelling-seconds", _DEFAULTS.cancelling_seconds, _seconds, help="time an execution spends CANCELLING")
     add("--status-case", _DEFAULTS.status_case, choices=["upper", "lower"], help="case of status values")
     add(
         "--error-style",
@@ -102,6 +103,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         starting_seconds=args.starting_seconds,
         snapshotting_seconds=args.snapshotting_seconds,
         stopping_seconds=args.stopping_seconds,
+        cancelling_seconds=args.cancelling_seconds,
         status_case=args.status_case,
         error_style=args.error_style,
         seed=load_seed(args.seed) if args.seed else _DEFAULTS.seed,

@@ -1,4 +1,4 @@
-"""The ``/dpc/v1`` routes: agents, projects, environments and streaming pipelines.
+"""The ``/dpc/v1`` routes: agents, projects, environments, streaming pipelines and pipeline executions.
 
 Each route is a typed function over the provider's own models, from which FastAPI builds the
 OpenAPI document and validates path, query and body. :class:`ApiRoute` checks the bearer token and
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -18,6 +19,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.responses import Response
 
+from airflow_provider_dpc.emulator.executions import Execution, decode_token, encode_token
 from airflow_provider_dpc.emulator.problems import ApiJSONResponse, ProblemError, read_json_object
 from airflow_provider_dpc.emulator.runtime import Emulator
 from airflow_provider_dpc.emulator.state import Pipeline, definition_marks
@@ -25,13 +27,21 @@ from airflow_provider_dpc.models import (
     Agent,
     CommandRequest,
     Environment,
+    ExecutionAnswer,
+    ExecutionCancel,
+    ExecutionRequest,
+    ExecutionStatusAnswer,
+    ExecutionStep,
     Page,
+    PipelineExecution,
     PipelineStatus,
     Problem,
     Project,
+    PublishedPipeline,
     StatusAnswer,
     StreamingPipeline,
     StreamingPipelineDefinition,
+    TokenPage,
 )
 
 __all__ = ["API_PREFIX", "INVALID_BODY", "PAGING", "ApiRoute", "authorize", "router"]
@@ -41,12 +51,14 @@ DEFAULT_SIZE = 25
 MAX_SIZE = 100
 MAX_PAGE = 1_000_000
 #: Paging parameters and their ranges, for the query errors' messages.
-PAGING = {"page": (0, MAX_PAGE), "size": (1, MAX_SIZE)}
+PAGING = {"page": (0, MAX_PAGE), "size": (1, MAX_SIZE), "limit": (1, MAX_SIZE)}
 #: The ``detail`` of a 400 for an invalid body, by route name.
 INVALID_BODY = {
     "create_pipeline": "There are validation errors with the streaming pipeline definition",
     "replace_pipeline": "There are validation errors with the streaming pipeline definition",
     "send_command": "There are validation errors with the command",
+    "execute_pipeline": "There are validation errors with the pipeline execution request",
+    "cancel_execution": "There are validation errors with the status update",
 }
 
 
@@ -107,6 +119,9 @@ _uuid = {"format": "uuid"}
 ProjectId = Annotated[str, Path(alias="projectId", description="Project id", json_schema_extra=_uuid)]
 PipelineId = Annotated[str, Path(alias="pipelineId", description="Streaming pipeline id", json_schema_extra=_uuid)]
 AgentId = Annotated[str, Path(alias="agentId", description="Agent id", json_schema_extra=_uuid)]
+ExecutionId = Annotated[
+    str, Path(alias="pipelineExecutionId", description="Pipeline execution id", json_schema_extra=_uuid)
+]
 PageNumber = Annotated[int, Query(ge=0, le=MAX_PAGE, description="0-based page number")]
 PageSize = Annotated[int, Query(ge=1, le=MAX_SIZE, description="Page size")]
 _not_found: Responses = {404: {**_problem, "description": "Unknown project, pipeline or agent"}}
@@ -308,3 +323,149 @@ async def pipeline_status(request: Request, project_id: ProjectId, pipeline_id: 
     if emulator.config.status_case == "lower":
         status = status.lower()
     return ApiJSONResponse({"status": status})
+
+
+# ---- orchestration pipeline executions ----------------------------------------------------------
+
+_execution_not_found: Responses = {404: {**_problem, "description": "Unknown project or execution"}}
+
+
+def _execution(request: Request, raw_project: str, raw: str) -> Execution:
+    project_id = _project(request, raw_project)
+    execution_id = _canonical_uuid(raw)
+    execution = None if execution_id is None else _emulator(request).state.executions.find(project_id, execution_id)
+    if execution is None:
+        raise ProblemError(404, f"Pipeline execution '{_shown(raw)}' was not found in project {project_id}")
+    return execution
+
+
+@router.get(
+    "/projects/{projectId}/published-pipelines",
+    response_model=Page[PublishedPipeline],
+    responses={**_bad, **_not_found},
+    summary="List published pipelines (only these can be executed)",
+)
+async def list_published_pipelines(
+    request: Request, project_id: ProjectId, page: PageNumber = 0, size: PageSize = DEFAULT_SIZE
+) -> Response:
+    published = _emulator(request).state.published_pipelines(_project(request, project_id))
+    items = [{"name": p.name, "publishedTime": p.published_time} for p in published]
+    return _page(request, list({item["name"]: item for item in items}.values()), page, size)
+
+
+@router.post(
+    "/projects/{projectId}/pipeline-executions",
+    response_model=ExecutionAnswer,
+    responses={
+        **_body,
+        **_not_found,
+        409: {**_problem, "description": "An execution with this executionTag is running in the environment"},
+        410: {**_problem, "description": "The pipeline is disabled"},
+    },
+    summary="Execute a published pipeline",
+)
+async def execute_pipeline(request: Request, project_id: ProjectId, body: ExecutionRequest) -> Response:
+    known = _project(request, project_id)
+    state = _emulator(request).state
+    if not any(env.get("name") == body.environment_name for env in state.environments(known)):
+        raise ProblemError(404, f"Environment '{_shown(body.environment_name)}' was not found in project {known}")
+    pipeline = state.published(known, body.environment_name, body.pipeline_name)
+    if pipeline is None:
+        raise ProblemError(
+            404,
+            f"Pipeline '{_shown(body.pipeline_name)}' is not published in environment '{body.environment_name}'",
+        )
+    if pipeline.disabled:
+        raise ProblemError(410, f"Pipeline '{pipeline.name}' is disabled")
+    if body.execution_tag:
+        running = state.executions.running_with_tag(known, body.environment_name, body.execution_tag)
+        if running is not None:
+            raise ProblemError(
+                409,
+                f"An execution with executionTag '{_shown(body.execution_tag)}' is already running in "
+                f"environment '{body.environment_name}'",
+            )
+    execution = state.executions.start(known, pipeline, body)
+    return ApiJSONResponse({"pipelineExecutionId": execution.execution_id})
+
+
+@router.get(
+    "/projects/{projectId}/pipeline-executions/{pipelineExecutionId}",
+    response_model=PipelineExecution,
+    responses=_execution_not_found,
+    summary="Get a pipeline execution",
+)
+async def get_execution(request: Request, project_id: ProjectId, execution_id: ExecutionId) -> Response:
+    executions = _emulator(request).state.executions
+    execution = _execution(request, project_id, execution_id)
+    return ApiJSONResponse(execution.body(executions.clock(), executions.wall))
+
+
+@router.get(
+    "/projects/{projectId}/pipeline-executions/{pipelineExecutionId}/status",
+    response_model=ExecutionStatusAnswer,
+    responses=_execution_not_found,
+    summary="Get a pipeline execution's status (the lightweight way to poll)",
+)
+async def execution_status(request: Request, project_id: ProjectId, execution_id: ExecutionId) -> Response:
+    emulator = _emulator(request)
+    status = _execution(request, project_id, execution_id).settle(emulator.state.executions.clock()).value
+    if emulator.config.status_case == "lower":
+        status = status.lower()
+    return ApiJSONResponse({"status": status})
+
+
+@router.patch(
+    "/projects/{projectId}/pipeline-executions/{pipelineExecutionId}",
+    response_model=ExecutionAnswer,
+    responses={**_body, **_execution_not_found},
+    summary="Cancel a pipeline execution (forceUpdate: true cancels at once)",
+)
+async def cancel_execution(
+    request: Request, project_id: ProjectId, execution_id: ExecutionId, body: ExecutionCancel
+) -> Response:
+    emulator = _emulator(request)
+    execution = _execution(request, project_id, execution_id)
+    execution.cancel(emulator.state.executions.clock(), body.force_update, emulator.config.cancelling_seconds)
+    return ApiJSONResponse({"pipelineExecutionId": execution.execution_id})
+
+
+@router.get(
+    "/projects/{projectId}/pipeline-executions/{pipelineExecutionId}/steps",
+    response_model=TokenPage[ExecutionStep],
+    responses=_execution_not_found,
+    summary="Get a pipeline execution's step results",
+)
+async def execution_steps(request: Request, project_id: ProjectId, execution_id: ExecutionId) -> Response:
+    executions = _emulator(request).state.executions
+    execution = _execution(request, project_id, execution_id)
+    return ApiJSONResponse({"results": execution.steps(executions.clock(), executions.wall)})
+
+
+@router.get(
+    "/pipeline-executions",
+    response_model=TokenPage[PipelineExecution],
+    responses=_bad,
+    summary="List the account's pipeline executions, newest first; 'more' is the next page's token",
+)
+async def list_executions(
+    request: Request,
+    project_id: Annotated[str | None, Query(alias="projectId")] = None,
+    pipeline_name: Annotated[str | None, Query(alias="pipelineName")] = None,
+    environment_name: Annotated[str | None, Query(alias="environmentName")] = None,
+    status: Annotated[str | None, Query()] = None,
+    started_after: Annotated[datetime | None, Query(alias="startedAfter")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_SIZE, description="Page size")] = DEFAULT_SIZE,
+    token: Annotated[str | None, Query(alias="paginationToken")] = None,
+) -> Response:
+    state = _emulator(request).state
+    projects = [_project(request, project_id)] if project_id else list(state.projects)
+    offset = 0 if token is None else decode_token(token)
+    if offset is None:
+        raise ProblemError(400, "Query parameter 'paginationToken' is not a token this API issued")
+    found = state.executions.matching(projects, pipeline_name, environment_name, status, started_after)
+    now = state.executions.clock()
+    page: dict[str, Any] = {"results": [e.body(now, state.executions.wall) for e in found[offset : offset + limit]]}
+    if offset + limit < len(found):
+        page["more"] = encode_token(offset + limit)
+    return ApiJSONResponse(page)

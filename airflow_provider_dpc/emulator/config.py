@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
 
 from airflow_provider_dpc.models import Agent, Environment, Project
 
@@ -24,6 +25,7 @@ __all__ = [
     "RUNTIME_SETTINGS",
     "ConfigError",
     "EmulatorConfig",
+    "PublishedPipelineSeed",
     "Seed",
     "load_seed",
 ]
@@ -33,7 +35,15 @@ ErrorStyle = Literal["validation-errors", "violations"]
 
 # Settings that PUT /_emulator/config may change while the emulator runs.
 RUNTIME_SETTINGS = frozenset(
-    {"starting_seconds", "snapshotting_seconds", "stopping_seconds", "status_case", "error_style", "token_ttl"}
+    {
+        "starting_seconds",
+        "snapshotting_seconds",
+        "stopping_seconds",
+        "cancelling_seconds",
+        "status_case",
+        "error_style",
+        "token_ttl",
+    }
 )
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -42,16 +52,39 @@ class ConfigError(ValueError):
     """A setting or seed is invalid; the message names it."""
 
 
+class PublishedPipelineSeed(BaseModel):
+    """A published pipeline the emulator can execute, and how its executions behave.
+
+    ``outcome`` is where an execution ends after ``seconds``: SUCCESS, FAILED (with ``message``), or
+    RUNNING, which runs until it is cancelled. A ``disabled`` pipeline answers 410 to an execute.
+    Fields may be written in snake_case or camelCase.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    project_id: str
+    environment_name: str
+    name: str
+    published_time: str = "2026-01-05T09:00:00Z"
+    outcome: Literal["SUCCESS", "FAILED", "RUNNING"] = "SUCCESS"
+    seconds: float = Field(default=2.0, ge=0, le=86400)
+    message: str | None = None
+    disabled: bool = False
+    steps: list[str] = Field(default_factory=lambda: ["Start", "Run", "End"], min_length=1)
+
+
 class Seed(BaseModel):
     """The projects and environments the emulator serves; pipelines always start empty."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     projects: list[Project] = Field(default_factory=list)
     environments: dict[str, list[Environment]] = Field(default_factory=dict)
     #: Agents as ``GET /v1/agents`` lists them. An agent a pipeline names but the seed does not is
     #: taken to be a connected, running streaming agent.
     agents: list[Agent] = Field(default_factory=list)
+    #: Published pipelines per project and environment, with the behaviour of their executions.
+    published_pipelines: list[PublishedPipelineSeed] = Field(default_factory=list, alias="publishedPipelines")
 
     @field_validator("projects")
     @classmethod
@@ -94,6 +127,23 @@ DEFAULT_SEED = Seed(
             cloud_provider="aws",
         )
     ],
+    published_pipelines=[
+        PublishedPipelineSeed(project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="Pipeline 1"),
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID,
+            environment_name="Environment-1",
+            name="Failing pipeline",
+            outcome="FAILED",
+            seconds=1.0,
+            message="Table 'ANALYTICS.ORDERS' does not exist or not authorized.",
+        ),
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="Long pipeline", outcome="RUNNING"
+        ),
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="Disabled pipeline", disabled=True
+        ),
+    ],
 )
 
 
@@ -129,6 +179,7 @@ class EmulatorConfig:
     starting_seconds: float = 1.0
     snapshotting_seconds: float = 1.0
     stopping_seconds: float = 1.0
+    cancelling_seconds: float = 0.5
     status_case: StatusCase = "upper"
     error_style: ErrorStyle = "validation-errors"
     seed: Seed = DEFAULT_SEED
@@ -136,7 +187,7 @@ class EmulatorConfig:
     log_level: str = "warning"
 
     def __post_init__(self) -> None:
-        for name in ("token_ttl", "starting_seconds", "snapshotting_seconds", "stopping_seconds"):
+        for name in ("token_ttl", "starting_seconds", "snapshotting_seconds", "stopping_seconds", "cancelling_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
                 raise ConfigError(f"{name} must be a number of seconds between 0 and 86400, got {value!r}")

@@ -11,6 +11,7 @@ real sockets (timeouts, dropped connections, restarts) exactly as against the re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -27,26 +28,14 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from airflow_provider_dpc.connection_ui import CONN_TYPE
+from airflow_provider_dpc.emulator.config import EmulatorConfig
 
 __all__ = ["EmulatorProcess", "EmulatorStartError"]
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _ENV_PREFIX = "DPC_EMULATOR_"
-_OPTIONS = frozenset(
-    {
-        "client_id",
-        "client_secret",
-        "token_ttl",
-        "starting_seconds",
-        "snapshotting_seconds",
-        "stopping_seconds",
-        "status_case",
-        "error_style",
-        "seed",
-        "faults",
-        "log_level",
-    }
-)
+# Every setting but the address, which the process picks itself.
+_OPTIONS = frozenset(f.name for f in dataclasses.fields(EmulatorConfig)) - {"host", "port"}
 _LISTENING = "DPC emulator listening on"  # the line the command prints once it serves
 
 
@@ -77,7 +66,7 @@ class EmulatorProcess:
     """The emulator in a subprocess, with helpers for its admin routes.
 
     ``options`` are the command-line settings in Python form: ``client_id``, ``client_secret``,
-    ``token_ttl``, ``starting_seconds``, ``snapshotting_seconds``, ``stopping_seconds``,
+    ``token_ttl``, ``starting_seconds``, ``snapshotting_seconds``, ``stopping_seconds``, ``cancelling_seconds``,
     ``status_case``, ``error_style``, ``seed`` (a file path or a mapping), ``faults`` (a mapping)
     and ``log_level``.
     """

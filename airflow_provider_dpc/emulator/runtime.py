@@ -65,5 +65,6 @@ class Emulator:
             "requests": dict(sorted(self.state.requests.items())),
             "token_grants": self.state.token_grants,
             "pipelines_created": self.state.pipelines_created,
+            "executions_started": len(self.state.executions.executions),
             "faults_injected": dict(self.faults.injected),
         }

@@ -37,7 +37,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from airflow_provider_dpc.emulator.config import EmulatorConfig
+from airflow_provider_dpc.emulator.config import EmulatorConfig, PublishedPipelineSeed
+from airflow_provider_dpc.emulator.executions import ExecutionStore
 from airflow_provider_dpc.models import FieldError, PipelineCommand, PipelineStatus
 
 __all__ = [
@@ -188,7 +189,7 @@ class TokenStore:
 
 
 class EmulatorState:
-    """Projects, environments, pipelines, tokens and counters of one emulator run."""
+    """Projects, environments, streaming pipelines, executions, tokens and counters of one emulator run."""
 
     def __init__(self, config: EmulatorConfig, clock: Clock = time.monotonic) -> None:
         self.clock = clock
@@ -196,6 +197,7 @@ class EmulatorState:
         self.tokens = TokenStore(clock)
         self.pipelines: dict[str, Pipeline] = {}
         self.agents: dict[str, dict[str, Any]] = {agent.agent_id: agent.to_wire() for agent in config.seed.agents}
+        self.executions = ExecutionStore(clock)
         self.requests: Counter[str] = Counter()
         self.token_grants = 0
         self.pipelines_created = 0
@@ -206,6 +208,16 @@ class EmulatorState:
 
     def environments(self, project_id: str) -> list[dict[str, Any]]:
         return [env.to_wire() for env in self.config.seed.environments.get(project_id, [])]
+
+    def published_pipelines(self, project_id: str) -> list[PublishedPipelineSeed]:
+        return [p for p in self.config.seed.published_pipelines if p.project_id == project_id]
+
+    def published(self, project_id: str, environment_name: str, name: str) -> PublishedPipelineSeed | None:
+        """The pipeline published as ``name`` in the project's environment, if any."""
+        for pipeline in self.published_pipelines(project_id):
+            if pipeline.name == name and pipeline.environment_name == environment_name:
+                return pipeline
+        return None
 
     def project_pipelines(self, project_id: str) -> list[Pipeline]:
         return [p for p in self.pipelines.values() if p.project_id == project_id]

@@ -13,12 +13,20 @@ from airflow_provider_dpc.models import (
     Agent,
     CommandRequest,
     Environment,
+    ExecutionAnswer,
+    ExecutionCancel,
+    ExecutionRequest,
+    ExecutionStatus,
+    ExecutionStep,
     Page,
     PipelineCommand,
+    PipelineExecution,
     PipelineStatus,
     Project,
+    PublishedPipeline,
     StreamingPipeline,
     StreamingPipelineDefinition,
+    TokenPage,
     check_uuid,
 )
 
@@ -33,6 +41,11 @@ def _page_of(item: Any) -> Callable[[Any], Any]:
 
 def _parse_page(item: Any) -> Callable[[Any], Any]:
     return lambda body: _page_of(item)(body)
+
+
+@cache
+def _token_page_of(item: Any) -> Callable[[Any], Any]:
+    return TypeAdapter(TokenPage[item]).validate_python
 
 
 def _pipelines_path(project_id: str) -> str:
@@ -107,9 +120,83 @@ def get_status(project_id: str, pipeline_id: str) -> Call[PipelineStatus]:
 
 
 def parse_status(body: Any) -> PipelineStatus:
+    return PipelineStatus(_status_text(body))
+
+
+def _status_text(body: Any) -> str:
+    # The execution status answer's body is not published: ``{"status": ...}`` is expected, and a
+    # ``result`` object holding it is read too.
+    if isinstance(body, dict) and isinstance(body.get("result"), dict) and "status" not in body:
+        body = body["result"]
     if not isinstance(body, dict) or not isinstance(body.get("status"), str):
         raise ValueError("expected an object with a string 'status'")
-    return PipelineStatus(body["status"])
+    return str(body["status"])
+
+
+# ---- orchestration pipeline executions ----------------------------------------------------------
+
+
+def _executions_path(project_id: str) -> str:
+    return f"/v1/projects/{check_uuid(project_id, 'project_id')}/pipeline-executions"
+
+
+def _execution_path(project_id: str, execution_id: str) -> str:
+    return f"{_executions_path(project_id)}/{check_uuid(execution_id, 'execution_id')}"
+
+
+def list_published_pipelines(project_id: str, page: int, size: int) -> Call[Page[PublishedPipeline]]:
+    path = f"/v1/projects/{check_uuid(project_id, 'project_id')}/published-pipelines"
+    return Call("GET", path, _parse_page(PublishedPipeline), params=_page_params(page, size))
+
+
+def execute_pipeline(project_id: str, request: ExecutionRequest) -> Call[str]:
+    # Not idempotent: after an unclear failure the hook sends it again only under an execution tag,
+    # which the API lets run once at a time (see DpcHook.execute_pipeline).
+    return Call("POST", _executions_path(project_id), _execution_id, json=request.to_wire(), idempotent=False)
+
+
+def get_execution(project_id: str, execution_id: str) -> Call[PipelineExecution]:
+    return Call("GET", _execution_path(project_id, execution_id), PipelineExecution.model_validate)
+
+
+def get_execution_status(project_id: str, execution_id: str) -> Call[ExecutionStatus]:
+    return Call("GET", f"{_execution_path(project_id, execution_id)}/status", parse_execution_status)
+
+
+def parse_execution_status(body: Any) -> ExecutionStatus:
+    return ExecutionStatus(_status_text(body))
+
+
+def cancel_execution(project_id: str, execution_id: str, force: bool) -> Call[str]:
+    # Safe to repeat: cancelling a cancelled execution changes nothing.
+    body = ExecutionCancel(force_update=force).model_dump(mode="json", by_alias=True)
+    return Call("PATCH", _execution_path(project_id, execution_id), _execution_id, json=body)
+
+
+def list_executions(filters: dict[str, str], limit: int, token: str | None) -> Call[TokenPage[PipelineExecution]]:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+    params: dict[str, Any] = {**filters, "limit": limit}
+    if token:
+        params["paginationToken"] = token
+    parse = _token_page_of(PipelineExecution)
+    return Call("GET", "/v1/pipeline-executions", lambda body: parse(body), params=params)
+
+
+def execution_steps(project_id: str, execution_id: str) -> Call[list[ExecutionStep]]:
+    return Call("GET", f"{_execution_path(project_id, execution_id)}/steps", _parse_steps)
+
+
+def _parse_steps(body: Any) -> list[ExecutionStep]:
+    # The steps answer's shape is not published: a page object (``results``) or a plain list.
+    items = body.get("results") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        raise ValueError("expected a list of steps or an object with 'results'")
+    return [ExecutionStep.model_validate(item) for item in items]
+
+
+def _execution_id(body: Any) -> str:
+    return ExecutionAnswer.model_validate(body).pipeline_execution_id
 
 
 def _ignore(body: Any) -> None:

@@ -10,7 +10,8 @@ import sys
 import time
 import urllib.request
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -45,12 +46,18 @@ from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.models import (
     Agent,
     Environment,
+    ExecutionStatus,
+    ExecutionStep,
     PipelineCommand,
+    PipelineExecution,
     PipelineStatus,
     Project,
+    PublishedPipeline,
     StreamingPipeline,
     StreamingPipelineDefinition,
+    check_uuid,
     validate_definition,
+    validate_execution_request,
 )
 
 if TYPE_CHECKING:
@@ -399,6 +406,164 @@ class DpcHook(_compat.BaseHook):
     async def aget_streaming_pipeline(self, project_id: str, pipeline_id: str) -> StreamingPipeline:
         return await self.arun(_calls.get_pipeline(project_id, pipeline_id))
 
+    # ---- orchestration pipeline executions ------------------------------------------------------
+
+    def list_published_pipelines(self, project_id: str) -> list[PublishedPipeline]:
+        """The project's published pipelines: only these can be executed."""
+        return list(self._pages(lambda page, size: _calls.list_published_pipelines(project_id, page, size)))
+
+    def execute_pipeline(
+        self,
+        project_id: str,
+        *,
+        pipeline_name: str,
+        environment_name: str,
+        scalar_variables: Mapping[str, str | int | float] | None = None,
+        grid_variables: Mapping[str, Sequence[Sequence[str]]] | None = None,
+        execution_tag: str | None = None,
+        version_name: str | None = None,
+        agent_id: str | None = None,
+    ) -> str:
+        """Run a published pipeline and return the execution id; the variables are checked locally first.
+
+        DPC runs one execution per ``execution_tag`` at a time in an environment, which makes a
+        second POST safe: under a tag, a POST whose outcome is unclear (5xx, broken connection, an
+        unreadable answer) is sent again, and a 409 then means the first one was accepted, so the
+        running execution of that tag is returned. Without a tag an unclear outcome is raised, as
+        sending again could run the pipeline twice.
+        """
+        fields = {
+            "pipelineName": pipeline_name,
+            "environmentName": environment_name,
+            "agentId": agent_id,
+            "executionTag": execution_tag,
+            "scalarVariables": None if scalar_variables is None else dict(scalar_variables),
+            "gridVariables": None if grid_variables is None else {k: list(v) for k, v in grid_variables.items()},
+            "versionName": version_name,
+        }
+        request = validate_execution_request({k: v for k, v in fields.items() if v is not None})
+        call = _calls.execute_pipeline(project_id, request)
+        attempts = Attempts(self.retry_policy)
+        unclear: DpcApiError | None = None
+        while True:
+            attempts.next_try()
+            try:
+                return self.run(call)
+            except DpcConflictError:
+                if unclear is None or not execution_tag:
+                    raise
+                found = self.find_running_execution(project_id, pipeline_name, environment_name, execution_tag)
+                if found is None:
+                    raise
+                log.warning(
+                    "execute of %r met %s, but it was accepted: execution %s holds tag %r",
+                    pipeline_name,
+                    unclear,
+                    found.pipeline_execution_id,
+                    execution_tag,
+                )
+                return found.pipeline_execution_id
+            except DpcApiError as exc:
+                if not _unclear(exc):
+                    raise
+                delay = attempts.wait() if execution_tag else None
+                if delay is None:
+                    log.error(
+                        "execute of %r met %s: it may have started; not sending it again%s",
+                        pipeline_name,
+                        exc,
+                        "" if execution_tag else " (no execution tag makes a second request safe)",
+                    )
+                    raise
+                unclear = exc
+                log.warning(
+                    "execute of %r met %s; sending it again under execution tag %r in %.1f s",
+                    pipeline_name,
+                    exc,
+                    execution_tag,
+                    delay,
+                )
+                time.sleep(delay)
+
+    def get_pipeline_execution(self, project_id: str, execution_id: str) -> PipelineExecution:
+        return self.run(_calls.get_execution(project_id, execution_id))
+
+    async def aget_pipeline_execution(self, project_id: str, execution_id: str) -> PipelineExecution:
+        return await self.arun(_calls.get_execution(project_id, execution_id))
+
+    def get_pipeline_execution_status(self, project_id: str, execution_id: str) -> ExecutionStatus:
+        """The execution's status through the API's lightweight status read."""
+        return self.run(_execution_status_call(project_id, execution_id))
+
+    async def aget_pipeline_execution_status(self, project_id: str, execution_id: str) -> ExecutionStatus:
+        return await self.arun(_execution_status_call(project_id, execution_id))
+
+    def cancel_pipeline_execution(self, project_id: str, execution_id: str, force: bool = False) -> None:
+        """Ask DPC to cancel an execution (CANCELLING, then CANCELLED); ``force`` cancels it at once."""
+        self.run(_calls.cancel_execution(project_id, execution_id, force))
+
+    async def acancel_pipeline_execution(self, project_id: str, execution_id: str, force: bool = False) -> None:
+        await self.arun(_calls.cancel_execution(project_id, execution_id, force))
+
+    def get_pipeline_execution_steps(self, project_id: str, execution_id: str) -> list[ExecutionStep]:
+        """Each step's result, for a failure's log."""
+        return self.run(_calls.execution_steps(project_id, execution_id))
+
+    def iter_pipeline_executions(
+        self,
+        project_id: str | None = None,
+        *,
+        pipeline_name: str | None = None,
+        environment_name: str | None = None,
+        status: ExecutionStatus | str | None = None,
+        started_after: datetime | str | None = None,
+        page_size: int = _calls.MAX_PAGE_SIZE,
+    ) -> Iterator[PipelineExecution]:
+        """The account's executions, newest first, filtered as given; pages are fetched as needed."""
+        filters = {
+            "projectId": check_uuid(project_id, "project_id") if project_id else None,
+            "pipelineName": pipeline_name,
+            "environmentName": environment_name,
+            "status": str(ExecutionStatus(status)) if status else None,
+            "startedAfter": started_after.isoformat() if isinstance(started_after, datetime) else started_after,
+        }
+        params = {name: value for name, value in filters.items() if value}
+        token: str | None = None
+        while True:
+            page = self.run(_calls.list_executions(params, page_size, token))
+            yield from page.results
+            if not page.more:
+                return
+            token = page.more
+
+    def find_running_execution(
+        self, project_id: str, pipeline_name: str, environment_name: str, execution_tag: str | None = None
+    ) -> PipelineExecution | None:
+        """The RUNNING execution of a pipeline in an environment, None if there is none.
+
+        The executions list cannot be filtered by tag, so where the answer shows each execution's
+        ``executionTag`` it picks by tag; otherwise several running executions are ambiguous and
+        raise :class:`DpcConflictError` naming them.
+        """
+        running = list(
+            self.iter_pipeline_executions(
+                project_id,
+                pipeline_name=pipeline_name,
+                environment_name=environment_name,
+                status=ExecutionStatus.RUNNING,
+            )
+        )
+        if execution_tag and any("executionTag" in (e.model_extra or {}) for e in running):
+            running = [e for e in running if (e.model_extra or {}).get("executionTag") == execution_tag]
+        if len(running) > 1:
+            ids = ", ".join(e.pipeline_execution_id for e in running)
+            raise DpcConflictError(
+                f"{len(running)} executions of pipeline {pipeline_name!r} are running in environment "
+                f"{environment_name!r} ({ids}); cannot tell which one holds execution tag {execution_tag!r}",
+                errors=[FieldError("executionTag", "is ambiguous")],
+            )
+        return running[0] if running else None
+
     # ---- Airflow conventions ------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
@@ -462,10 +627,9 @@ def _unclear(error: DpcApiError) -> bool:
     return error.status_code is not None and 200 <= error.status_code < 300
 
 
-@functools.lru_cache(maxsize=4096)
-def _status_call(project_id: str, pipeline_id: str) -> Call[PipelineStatus]:
-    # A Call is immutable: a poller builds (and checks the ids of) its status read once, not per poll.
-    return _calls.get_status(project_id, pipeline_id)
+# A Call is immutable: a poller builds (and checks the ids of) its status read once, not per poll.
+_status_call = functools.lru_cache(maxsize=4096)(_calls.get_status)
+_execution_status_call = functools.lru_cache(maxsize=4096)(_calls.get_execution_status)
 
 
 def _identity(body: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Extra link from a task to its streaming pipeline's place in the DPC web app.
+"""Extra links from a task to its streaming pipeline, or its pipeline execution, in the DPC web app.
 
 No URL of a streaming pipeline in the web app is published, so by default the link opens the
 pipeline's project (``{app_url}/projects/{project_id}/branches``, the one route an independent client
@@ -16,7 +16,10 @@ from airflow_provider_dpc._compat import BaseOperatorLink, get_xcom_value
 
 # The task stores the finished URL under this key, so the link needs no API call to render.
 XCOM_PIPELINE_URL = "dpc_pipeline_url"
+XCOM_EXECUTION_URL = "dpc_pipeline_execution_url"
 PROJECT_URL_TEMPLATE = "{app_url}/projects/{project_id}/branches"
+#: The one route to an execution seen in an independent client of the API (no scheme is published).
+EXECUTION_URL_TEMPLATE = "{app_url}/observability-dashboard/pipeline/{execution_id}"
 URL_FIELDS = frozenset({"app_url", "project_id", "pipeline_id"})
 
 
@@ -50,3 +53,17 @@ class DpcStreamingPipelineLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         return get_xcom_value(ti_key, XCOM_PIPELINE_URL) or ""
+
+
+def execution_url(app_url: str, execution_id: str) -> str:
+    """The web app URL of a pipeline execution."""
+    return EXECUTION_URL_TEMPLATE.format(app_url=app_url.rstrip("/"), execution_id=execution_id)
+
+
+class DpcPipelineExecutionLink(BaseOperatorLink):
+    """'Matillion DPC execution' button on a run task: the execution in DPC's observability dashboard."""
+
+    name = "Matillion DPC execution"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        return get_xcom_value(ti_key, XCOM_EXECUTION_URL) or ""

@@ -22,7 +22,7 @@ from airflow_provider_dpc.exceptions import (
 )
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL, DpcStreamingPipelineLink, pipeline_url
-from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
+from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin, check_wait_arguments
 from airflow_provider_dpc.operators._lineage import DefinitionLineageMixin, FetchedPipelineLineageMixin
 from airflow_provider_dpc.status import (
     HoldRecord,
@@ -74,10 +74,7 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self._bind_pipeline(dpc_conn_id, project_id, project_name, pipeline_id, pipeline_name, dpc_retry_policy)
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, got {poll_interval}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive or None, got {timeout}")
+        check_wait_arguments(poll_interval, timeout)
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout
@@ -98,16 +95,7 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
         if self.deferrable:
             # The trigger enforces the deadline and reports back, so execute_complete always runs.
             self.defer(trigger=self.status_trigger(watch, self.poll_interval), method_name="execute_complete")
-        return self._finish(context, self._poll(watch, self.poll_interval))
-
-    def _poll(self, watch: StatusWatch, interval: float) -> WaitResult:
-        """Read the status every ``interval`` seconds here, in the worker, until the wait is over."""
-        while (result := self.read_status(watch)) is None:
-            self.log.info(
-                "pipeline %s is %s; waiting for %s", watch.pipeline_id, watch.history[-1], watch.goal.describe()
-            )
-            time.sleep(watch.next_poll(interval, time.time()))
-        return result
+        return self._finish(context, self.poll_status(watch, self.poll_interval))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         return self._finish(context, WaitResult.from_event(event))
@@ -265,7 +253,7 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperato
         now = time.time()
         watch = StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=now + (self.timeout or 600))
         self.log.info("pipeline %s is STOPPING; waiting for it to stop before START", pipeline_id)
-        return conclude(self._poll(watch, min(self.poll_interval, 5.0)))
+        return PipelineStatus(conclude(self.poll_status(watch, min(self.poll_interval, 5.0))))
 
 
 class DpcStopStreamingPipelineOperator(_DpcOperator):
@@ -409,7 +397,7 @@ class DpcKeepStreamingOperator(_DpcOperator):
         """Wait for ``watch`` here or in the triggerer, then call ``method`` with the event and ``carry``."""
         if self.deferrable:
             self.defer(trigger=self.status_trigger(watch, self.poll_interval, carry), method_name=method)
-        event = {**self._poll(watch, self.poll_interval).to_event(), "carry": carry}
+        event = {**self.poll_status(watch, self.poll_interval).to_event(), "carry": carry}
         return getattr(self, method)(context, event)
 
     def hold_ended(self, context: Context, event: dict[str, Any]) -> Any:

@@ -1,110 +1,42 @@
-"""Deferrable wait on a streaming pipeline's status, run by Airflow's triggerer."""
+"""Deferrable waits on a streaming pipeline's status, run by Airflow's triggerer."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_dpc._compat import find_or_none
 from airflow_provider_dpc.exceptions import DpcError
-from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import check_uuid
-from airflow_provider_dpc.status import StatusGoal, StatusWatch
+from airflow_provider_dpc.status import Status
 from airflow_provider_dpc.status import statuses as normalised
+from airflow_provider_dpc.triggers._status import DpcStatusTrigger
 
 
-class DpcStreamingPipelineTrigger(BaseTrigger):
+class DpcStreamingPipelineTrigger(DpcStatusTrigger):
     """Polls a pipeline's status until it reaches a target or failure status, or the deadline passes.
 
-    Fully async: the connection is read through Airflow's async path and one async client (see
-    :attr:`DpcHook.async_transport`) serves the whole run. Its kwargs hold ids, the connection id,
-    timings and the retry policy, never a secret. It yields exactly one event, a
-    :class:`~airflow_provider_dpc.status.WaitResult`, which the deferring task reads with the same
-    function a poke uses.
-
-    :param goal: target and failure statuses and the grace period, as ``StatusGoal.to_dict()``.
-    :param started_at: epoch seconds when the wait began (the grace period counts from it).
-    :param deadline: epoch seconds after which the wait times out; None waits forever.
-    :param carry: what the deferring task needs when it resumes, handed back in the event as it
-        was given (a supervising task's restart count and history): a resume reads it from the
-        event, which every way of running a trigger delivers, and a triggerer restart keeps it.
+    See :class:`~airflow_provider_dpc.triggers._status.DpcStatusTrigger` for the kwargs; the
+    watched id is ``pipeline_id``. A supervising task passes ``carry`` (its restart count and
+    history), which comes back in the event.
     """
 
-    def __init__(
-        self,
-        *,
-        dpc_conn_id: str,
-        project_id: str,
-        pipeline_id: str,
-        goal: Mapping[str, Any],
-        poll_interval: float,
-        started_at: float,
-        deadline: float | None = None,
-        retry_policy: Mapping[str, Any] | None = None,
-        history: Iterable[str] = (),
-        carry: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.dpc_conn_id = dpc_conn_id
-        self.project_id = project_id
-        self.pipeline_id = pipeline_id
-        self.goal = StatusGoal.from_dict(goal)
-        self.poll_interval = float(poll_interval)
-        self.started_at = float(started_at)
-        self.deadline = None if deadline is None else float(deadline)
-        self.retry_policy = RetryPolicy.coerce(retry_policy)
-        self.history = list(history)
-        self.carry = None if carry is None else dict(carry)
+    id_field = "pipeline_id"
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "dpc_conn_id": self.dpc_conn_id,
-                "project_id": self.project_id,
-                "pipeline_id": self.pipeline_id,
-                "goal": self.goal.to_dict(),
-                "poll_interval": self.poll_interval,
-                "started_at": self.started_at,
-                "deadline": self.deadline,
-                "retry_policy": self.retry_policy.to_dict(),
-                "history": list(self.history),
-                **({} if self.carry is None else {"carry": self.carry}),
-            },
-        )
+    def __init__(self, *, pipeline_id: str, **kwargs: Any) -> None:
+        super().__init__(resource_id=pipeline_id, **kwargs)
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = StatusWatch(
-            self.goal,
-            self.project_id,
-            self.pipeline_id,
-            started_at=self.started_at,
-            deadline=self.deadline,
-            history=self.history,
-        )
-        hook = DpcHook(self.dpc_conn_id, retry_policy=self.retry_policy)
-        try:
-            async with hook:
-                while True:
-                    status = await hook.aget_status(self.project_id, self.pipeline_id)
-                    now = time.time()
-                    result = watch.observe(status, now)
-                    if result is not None:
-                        break
-                    await asyncio.sleep(watch.next_poll(self.poll_interval, now))
-        except DpcError as exc:
-            result = watch.error(exc, time.time())
-        self.log.info("streaming pipeline %s: %s (%s)", self.pipeline_id, result.verdict, result.status)
-        event = result.to_event()
-        if self.carry is not None:
-            event["carry"] = self.carry
-        yield TriggerEvent(event)
+    @property
+    def pipeline_id(self) -> str:
+        return self.resource_id
+
+    async def read(self, hook: DpcHook) -> Status:
+        return await hook.aget_status(self.project_id, self.resource_id)
 
 
 _BaseEventTrigger: Any = find_or_none("BaseEventTrigger", "airflow.triggers.base")

@@ -1,0 +1,83 @@
+"""What the sensors share: a status watch, poked here or deferred to the triggerer."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from airflow_provider_dpc._compat import AirflowSensorTimeout, AirflowSkipException, BaseSensorOperator, Context
+from airflow_provider_dpc.exceptions import DpcError
+from airflow_provider_dpc.operators._base import ProjectTaskMixin
+from airflow_provider_dpc.status import StatusGoal, StatusWatch, Verdict, WaitResult, conclude
+
+
+class DpcStatusSensor(ProjectTaskMixin, BaseSensorOperator):
+    """Waits until a watched resource reaches its goal; a failure status fails the sensor at once,
+    or skips it with ``soft_fail``. Deferred, the triggerer polls and enforces ``timeout``.
+
+    Subclasses say what they watch (:meth:`watched`) and what they wait for (:meth:`goal`).
+    """
+
+    ui_color = "#e0f2ef"
+
+    def __init__(self, *, deferrable: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+        self._watch: StatusWatch | None = None
+
+    def goal(self) -> StatusGoal:
+        raise NotImplementedError
+
+    def watched(self) -> tuple[str, str]:
+        """(project id, id of what is watched), resolved through the API where names were given."""
+        raise NotImplementedError
+
+    def failure_message(self, result: WaitResult) -> str | None:
+        """More to say when the wait failed (an execution's own message)."""
+        return None
+
+    def _start_watch(self, timeout: float | None = None) -> StatusWatch:
+        project_id, resource_id = self.watched()
+        now = time.time()
+        return StatusWatch(
+            self.goal(), project_id, resource_id, started_at=now, deadline=None if timeout is None else now + timeout
+        )
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        # Poke mode leaves the timeout to BaseSensorOperator; deferred, the trigger enforces it.
+        watch = self._start_watch(timeout=_seconds(self.timeout))
+        # One read first: a goal already reached costs no trip through the triggerer.
+        if self._settle(self.read_status(watch)):
+            return None
+        self.defer(trigger=self.status_trigger(watch, _seconds(self.poke_interval)), method_name="execute_complete")
+
+    def poke(self, context: Context) -> bool:
+        if self._watch is None:
+            self._watch = self._start_watch()
+        return self._settle(self.read_status(self._watch))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+        self._settle(WaitResult.from_event(event))
+
+    def _settle(self, result: WaitResult | None) -> bool:
+        """True once the goal is reached; raises (or skips, with ``soft_fail``) on failure."""
+        if result is None:
+            return False
+        try:
+            message = self.failure_message(result) if result.verdict is Verdict.FAILED else None
+            status = conclude(result, execution_message=message)
+        except DpcError as exc:
+            if self.soft_fail:
+                raise AirflowSkipException(str(exc)) from exc
+            if result.verdict is Verdict.TIMED_OUT:
+                raise AirflowSensorTimeout(str(exc)) from exc
+            raise
+        self.log.info("%s %s is %s", result.goal.kind, result.resource_id, status)
+        return True
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
