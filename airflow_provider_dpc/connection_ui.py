@@ -32,6 +32,7 @@ PLACEHOLDERS = {
     "app_url": DEFAULT_APP_URL,
     "pipeline_url_template": "{app_url}/projects/{project_id}/...{pipeline_id}",
     "timeout": "30",
+    "requests_per_minute": "1000",
 }
 
 # Extra fields: name -> (label, description, JSON schema). Airflow 3's form shows a schema's
@@ -78,6 +79,12 @@ EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "timeout": (
         "Timeout (seconds)",
         "Per-request timeout; leave empty for 30.",
+        {"type": ["number", "null"], "minimum": 1},
+    ),
+    "requests_per_minute": (
+        "Requests per minute",
+        "The account's API limit, which every task and trigger of a process keeps to together; leave "
+        "empty for the documented 1000. Lower it when other clients share the account.",
         {"type": ["number", "null"], "minimum": 1},
     ),
     "verify": (

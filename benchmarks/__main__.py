@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import calls, imports, report, tokens, triggerer
+from benchmarks import budget, calls, imports, report, tokens, triggerer
 from benchmarks._common import (
     DPC_CONN_ID,
     HTTP_CONN_ID,
@@ -24,7 +24,7 @@ from benchmarks._common import (
     pipeline_definition,
 )
 
-ALL = ("imports", "calls", "triggers", "tokens")
+ALL = ("imports", "calls", "triggers", "tokens", "budget")
 
 
 @dataclass
@@ -43,6 +43,13 @@ class Sizes:
     trigger_variants: list[str] | None = None
     token_hooks: int = 20
     token_calls: int = 10
+    budget_waits: int = 1000
+    budget_pipelines: int = 100
+    budget_interval: float = 5.0
+    budget_limit: int = 1000
+    budget_window: float = 60.0
+    budget_warmup: float = 45.0
+    budget_spread: float = 20.0
     only: tuple[str, ...] = ALL
     workdir: Path = field(default_factory=lambda: RESULTS)
 
@@ -77,6 +84,24 @@ def run_all(sizes: Sizes, log: Any = None) -> dict[str, Any]:
             variants=variants,
             workdir=sizes.workdir,
         )
+    if "budget" in sizes.only:
+        variants = budget.available_variants()
+        if "http_sensor" not in variants:
+            results["skipped"]["budget.http_sensor"] = "apache-airflow-providers-http is not installed"
+        say(
+            f"API budget: {sizes.budget_waits} waits on {sizes.budget_pipelines} pipelines, limit "
+            f"{sizes.budget_limit} per {sizes.budget_window:g} s ..."
+        )
+        results["budget"] = budget.run(
+            waits=sizes.budget_waits,
+            pipelines=sizes.budget_pipelines,
+            interval=sizes.budget_interval,
+            limit=sizes.budget_limit,
+            window=sizes.budget_window,
+            warmup=sizes.budget_warmup,
+            spread=sizes.budget_spread,
+            variants=variants,
+        )
     results["machine"]["load_average_at_end"] = (
         [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     )
@@ -97,8 +122,13 @@ def _against_emulator(sizes: Sizes, results: dict[str, Any], say: Any) -> None:
         )
         created.raise_for_status()
         pipeline_id = created.json()["streamingPipelineId"]
+        # The emulator runs without a rate limit here: the budget never makes a call wait.
+        unlimited = {
+            **emulator.connection_fields(),
+            "extra": {"token_url": emulator.token_url, "requests_per_minute": 10**9},
+        }
         env = {
-            **emulator.airflow_env(DPC_CONN_ID),
+            f"AIRFLOW_CONN_{DPC_CONN_ID.upper()}": json.dumps(unlimited),
             f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}": http_connection(emulator.origin),
             "BENCH_TOKEN": token,
             "BENCH_BASE_URL": emulator.base_url,

@@ -176,7 +176,7 @@ def pipeline_ids(n: int, offset: int = 0) -> list[str]:
     return [str(uuid.UUID(int=offset + i + 1)) for i in range(n)]
 
 
-def dpc_connection(origin: str) -> str:
+def dpc_connection(origin: str, **extra: Any) -> str:
     """A ``matillion_dpc`` connection (Airflow JSON form) to a server at ``origin``."""
     return json.dumps(
         {
@@ -184,7 +184,7 @@ def dpc_connection(origin: str) -> str:
             "host": f"{origin}/dpc",
             "login": CLIENT_ID,
             "password": CLIENT_SECRET,
-            "extra": {"token_url": f"{origin}/oauth/dpc/token"},
+            "extra": {"token_url": f"{origin}/oauth/dpc/token", **extra},
         }
     )
 
@@ -194,9 +194,9 @@ def http_connection(origin: str) -> str:
     return json.dumps({"conn_type": "http", "host": f"{origin}/dpc"})
 
 
-def connections_env(origin: str) -> dict[str, str]:
+def connections_env(origin: str, **dpc_extra: Any) -> dict[str, str]:
     return {
-        f"AIRFLOW_CONN_{DPC_CONN_ID.upper()}": dpc_connection(origin),
+        f"AIRFLOW_CONN_{DPC_CONN_ID.upper()}": dpc_connection(origin, **dpc_extra),
         f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}": http_connection(origin),
     }
 
@@ -270,6 +270,10 @@ class BenchServer:
     def schedule(self, default: float | None = None, at: Mapping[str, float] | None = None) -> None:
         body = {"default": default, "at": dict(at or {})}
         self._http.put(f"{self.origin}/_bench/schedule", json=body).raise_for_status()
+
+    def rate_limit(self, limit: int | None, window: float = 60.0) -> None:
+        """Refuse API requests beyond ``limit`` per rolling ``window`` seconds, as the account's limit does."""
+        self._http.put(f"{self.origin}/_bench/rate_limit", json={"limit": limit, "window": window}).raise_for_status()
 
     def start_pipelines(self, ids: Iterable[str]) -> None:
         """Mark pipelines as started (SNAPSHOTTING until their flip), as an upstream task would have."""

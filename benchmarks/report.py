@@ -10,6 +10,8 @@ CALL_MAX_RATIO_RAW = 1.15
 CALL_MAX_RATIO_HTTP_HOOK = 0.75
 RSS_MAX_KB = 50.0
 FLOOR_MAX_RATIO = 2.0
+BUDGET_CPU_MAX_RATIO = 1.10
+THROTTLED_MAX_SHARE = 0.01
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -98,6 +100,9 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     triggers = results.get("triggers")
     if triggers:
         out.extend(_trigger_rows(triggers))
+    budget = results.get("budget")
+    if budget:
+        out.extend(_budget_rows(budget, triggers))
     tokens = results.get("tokens")
     if tokens:
         out.append(
@@ -120,7 +125,7 @@ def _trigger_rows(t: dict[str, Any]) -> list[list[str]]:
     if ours is None:
         return []
     title = f"3 triggerer ({t['triggers']} triggers, {t['interval_s']:g} s, reps={t['reps']})"
-    others = [v for v in ("http_sensor", "aiohttp_floor", "dpc_httpx") if v in variants]
+    others = [v for v in ("http_sensor", "aiohttp_floor", "dpc_httpx", "dpc_unbudgeted") if v in variants]
 
     def compared(key: str, digits: int = 1) -> str:
         return "; ".join(f"{variants[o]['label']} {fmt(variants[o][key], digits)}" for o in others) or "-"
@@ -180,6 +185,19 @@ def _trigger_rows(t: dict[str, Any]) -> list[list[str]]:
                 _met(ok),
             ]
         )
+    if "dpc_unbudgeted" in variants:
+        r = ours.get("steady_cpu_ratio_to_dpc_unbudgeted")
+        rows.append(
+            [
+                title,
+                "client CPU per poll, polling window: with the request budget / without",
+                fmt(ours["steady_cpu_per_poll_us"]),
+                f"{variants['dpc_unbudgeted']['label']} {fmt(variants['dpc_unbudgeted']['steady_cpu_per_poll_us'])}",
+                "-" if r is None else f"{r:.2f}x",
+                "- (runs differ more than this; see 5, in-process)",
+                "-",
+            ]
+        )
     # The split into fixed and per-poll costs assumes a constant cost per poll, which holds for
     # clients that keep their connections; HttpSensorTrigger connects anew on every poll.
     rows.append(
@@ -215,6 +233,89 @@ def _trigger_rows(t: dict[str, Any]) -> list[list[str]]:
             _met(ours["token_grants"] == 1),
         ]
     )
+    return rows
+
+
+def _budget_rows(b: dict[str, Any], triggers: dict[str, Any] | None) -> list[list[str]]:
+    rows = []
+    added = b["overhead"]["added_cpu_per_poll_us"]
+    ours = (triggers or {}).get("variants", {}).get("dpc")
+    poll = ours["steady_cpu_per_poll_us"]["median"] if ours else None
+    share = None if poll is None else added / poll
+    rows.append(
+        [
+            f"5 API budget (in-process, {b['overhead']['polls']} polls x {b['overhead']['rounds']} rounds)",
+            "client CPU the budget and shared reads add per poll, us",
+            fmt(added, 2),
+            f"our trigger's CPU per poll (3) {fmt(poll)}" if poll else "-",
+            "-" if share is None else f"{share:.1%}",
+            f"<= {BUDGET_CPU_MAX_RATIO - 1:.0%} of a poll",
+            _met(None if share is None else share <= BUDGET_CPU_MAX_RATIO - 1),
+        ]
+    )
+    limit = b["limit"]
+    for figures in b["cases"].values():
+        ours, http = figures["variants"]["dpc"], figures["variants"].get("http_sensor")
+        per_pipeline = figures["waits"] // b["pipelines"]
+        title = (
+            f"5 API budget ({figures['waits']} waits on {b['pipelines']} pipelines, {b['interval_s']:g} s, "
+            f"limit {limit} per {b['window_s']:g} s)"
+        )
+
+        def theirs(key: str, digits: int = 1, http: dict[str, Any] | None = http) -> str:
+            return f"{http['label']} {fmt(http[key], digits)}" if http else "-"
+
+        bound = ours["delay_bound_s"]
+        rows += [
+            [
+                title,
+                "failed waits",
+                str(ours["failed_waits"]),
+                theirs("failed_waits"),
+                "-",
+                "0",
+                _met(ours["failed_waits"] == 0),
+            ],
+            [
+                title,
+                "429s received (share of requests)",
+                f"{ours['throttled']} ({ours['throttled_share']:.1%})",
+                f"{http['label']} {http['throttled']} ({http['throttled_share']:.1%})" if http else "-",
+                "-",
+                f"<= {THROTTLED_MAX_SHARE:.0%}",
+                _met(ours["throttled_share"] <= THROTTLED_MAX_SHARE),
+            ],
+            [
+                title,
+                f"most requests admitted in any {b['window_s']:g} s",
+                str(ours["admitted_peak_in_window"]),
+                theirs("admitted_peak_in_window", 0),
+                "-",
+                f"<= {limit}",
+                _met(ours["admitted_peak_in_window"] <= limit),
+            ],
+            [
+                title,
+                "requests sent per minute: peak / mean",
+                f"{ours['requests_per_minute_peak']} / {fmt(ours['requests_per_minute_mean'])}",
+                f"{http['label']} {http['requests_per_minute_peak']} / {fmt(http['requests_per_minute_mean'])}"
+                if http
+                else "-",
+                "-",
+                "-",
+                "-",
+            ],
+            [title, "detection delay p50, s", fmt(ours["delay_p50_s"], 2), theirs("delay_p50_s", 2), "-", "-", "-"],
+            [
+                title,
+                "detection delay p99, s",
+                fmt(ours["delay_p99_s"], 2),
+                theirs("delay_p99_s", 2),
+                "-",
+                f"<= {bound:g} s" + (f" ({per_pipeline} waits a pipeline)" if per_pipeline > 1 else ""),
+                _met(_le(ours["delay_p99_s"], bound)),
+            ],
+        ]
     return rows
 
 

@@ -11,8 +11,13 @@ This server is raw asyncio (uvloop when installed) and answers only what the ben
   flip instead, which is what ``HttpSensorTrigger`` waits through;
 * ``POST .../commands``: ``START`` marks the pipeline started;
 * ``GET /_bench/stats``, ``POST /_bench/reset`` (counters and flips; tokens and started pipelines
-  stay), ``PUT /_bench/schedule`` (``{"default": epoch, "at": {pipeline_id: epoch}}``) and
-  ``PUT /_bench/started`` (a list of pipeline ids) to steer and observe it.
+  stay), ``PUT /_bench/schedule`` (``{"default": epoch, "at": {pipeline_id: epoch}}``),
+  ``PUT /_bench/started`` (a list of pipeline ids) and ``PUT /_bench/rate_limit``
+  (``{"limit": N, "window": seconds}``) to steer and observe it.
+
+With a rate limit set, API requests beyond it get the emulator's answer, 429 with ``Retry-After``,
+from the emulator's own limiter (``airflow_provider_dpc.emulator.ratelimit``), whose counters the
+stats carry.
 
 API routes need a bearer token it issued. It prints ``listening on http://HOST:PORT`` once it
 accepts connections and exits when its parent process does.
@@ -30,9 +35,18 @@ import time
 from collections import Counter
 from typing import Any
 
+from airflow_provider_dpc.emulator.ratelimit import RateLimiter
+
 READY_LINE = "listening on"
 API_PREFIX = b"/dpc/v1/projects/"
-REASONS = {200: b"OK", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed", 400: b"Bad Request"}
+REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    429: b"Too Many Requests",
+}
 _JSON = b"application/json"
 _MAX_HEAD = 64 * 1024
 
@@ -43,6 +57,7 @@ class State:
     def __init__(self) -> None:
         self.tokens: set[str] = set()
         self.started: set[str] = set()
+        self.limiter = RateLimiter()
         self.reset()
 
     def reset(self) -> None:
@@ -52,6 +67,7 @@ class State:
         self.flips: dict[str, float] = {}
         self.connections_opened = 0
         self.connections_closed = 0
+        self.limiter = RateLimiter(self.limiter.limit, self.limiter.window, started=time.monotonic())
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -61,6 +77,7 @@ class State:
             "commands": self.requests["POST commands"],
             "connections_opened": self.connections_opened,
             "connections_closed": self.connections_closed,
+            "rate_limit": self.limiter.stats(),
         }
 
     def flip_at(self, pipeline_id: str) -> float:
@@ -77,6 +94,8 @@ def _response(status: int, body: bytes = b"", content_type: bytes = _JSON, close
         content_type,
         len(body),
     )
+    if status == 429:
+        head += b"retry-after: %s\r\n" % json.loads(body)["retryAfter"].encode()
     if close:
         head += b"connection: close\r\n"
     return head + b"\r\n" + body
@@ -101,6 +120,12 @@ def handle(method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> 
         return _admin(method, path, body)
     if not path.startswith(API_PREFIX.decode()):
         return 404, _problem(404, f"No route matches {path}")
+    wait = STATE.limiter.admit(time.monotonic())
+    if wait is not None:
+        STATE.requests["throttled"] += 1
+        retry_after = STATE.limiter.retry_after(wait)
+        body = {"status": 429, "title": "Too Many Requests", "detail": "Rate limit exceeded", "retryAfter": retry_after}
+        return 429, json.dumps(body).encode()
     scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or token.strip() not in STATE.tokens:
         STATE.requests["unauthorized"] += 1
@@ -149,6 +174,14 @@ def _admin(method: str, path: str, body: bytes) -> tuple[int, bytes]:
         except (ValueError, TypeError, AttributeError) as exc:
             return 400, _problem(400, f"bad schedule: {exc}")
         return 200, json.dumps({"default": default, "pipelines": len(STATE.flips)}).encode()
+    if path == "/_bench/rate_limit" and method == "PUT":
+        try:
+            data = json.loads(body or b"{}")
+            limit = None if data.get("limit") is None else int(data["limit"])
+            STATE.limiter.configure(limit, float(data.get("window", 60.0)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return 400, _problem(400, f"bad rate limit: {exc}")
+        return 200, json.dumps({"limit": limit, "window": STATE.limiter.window}).encode()
     if path == "/_bench/started" and method == "PUT":
         try:
             STATE.started.update(str(i) for i in json.loads(body or b"[]"))

@@ -2,7 +2,8 @@
 
 A fresh process (an empty token cache, like a new worker or triggerer) makes status reads through
 many ``DpcHook`` instances, sync ones one after another and async ones concurrently (each in its own
-``async with hook:`` block, as triggers do). The emulator counts the calls and the grants.
+``async with hook:`` block, as triggers do). The emulator counts the calls and the grants; the
+async hooks' concurrent reads of the one pipeline are shared, so it sees fewer calls than were made.
 """
 
 from __future__ import annotations

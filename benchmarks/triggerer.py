@@ -22,7 +22,8 @@ Besides the CPU per poll of the polling window and of the whole run (all-in), th
 given per trigger: start-up and end (each window's CPU less its polls at the steady cost).
 
 Variants: ``dpc`` (our trigger, on its aiohttp transport), ``dpc_httpx`` (our trigger
-forced onto ``httpx.AsyncClient``), ``http_sensor`` (the HTTP provider's ``HttpSensorTrigger`` on
+forced onto ``httpx.AsyncClient``), ``dpc_unbudgeted`` (our trigger without the account's request
+budget and shared reads, to show what they cost per poll), ``http_sensor`` (the HTTP provider's ``HttpSensorTrigger`` on
 the same URLs, answered 404 until the flip) and ``aiohttp_floor`` (a bare loop over one shared
 ``aiohttp.ClientSession``: the practical floor in Python).
 
@@ -63,7 +64,7 @@ from benchmarks._common import (
     summary,
 )
 
-VARIANTS = ("dpc", "http_sensor", "aiohttp_floor", "dpc_httpx")
+VARIANTS = ("dpc", "http_sensor", "aiohttp_floor", "dpc_httpx", "dpc_unbudgeted")
 TRIGGERER_MODULES = (
     "airflow.sdk",
     "airflow.triggers.base",
@@ -76,6 +77,7 @@ LABELS = {
     "dpc_httpx": "DpcStreamingPipelineTrigger on httpx.AsyncClient",
     "http_sensor": "HttpSensorTrigger",
     "aiohttp_floor": "raw aiohttp loop (floor)",
+    "dpc_unbudgeted": "DpcStreamingPipelineTrigger without the request budget and shared reads",
 }
 
 
@@ -100,7 +102,8 @@ def run(
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"triggers-{triggers}.json"
     with BenchServer() as server:
-        env = connections_env(server.origin)
+        # This server has no rate limit: the budget never makes a poll wait, and costs only its CPU.
+        env = connections_env(server.origin, requests_per_minute=10**9)
         ids = pipeline_ids(triggers)
         server.start_pipelines(ids[0::2])  # the sensor's pipelines were started upstream
         deferral = run_child(
@@ -208,7 +211,7 @@ def _aggregate(
         }
     ours = out["variants"].get("dpc")
     if ours:
-        for other in ("http_sensor", "aiohttp_floor", "dpc_httpx"):
+        for other in ("http_sensor", "aiohttp_floor", "dpc_httpx", "dpc_unbudgeted"):
             if other in out["variants"]:
                 theirs = out["variants"][other]
                 ours[f"cpu_ratio_to_{other}"] = ratio(
@@ -305,6 +308,22 @@ async def _first_event(trigger: Any) -> Any:
 Unit = tuple[str, Callable[[], Awaitable[Any]], Callable[[Any], bool]]
 
 
+def http_sensor_trigger(pipeline_id: str, interval: float, token: str) -> Any:
+    """The HTTP provider's ``HttpSensorTrigger`` on a pipeline's status URL (answered 404 until its
+    flip), rebuilt from ``serialize()`` as the triggerer does."""
+    from airflow.providers.http.triggers.http import HttpSensorTrigger
+
+    made = HttpSensorTrigger(
+        endpoint=f"v1/projects/{PROJECT_ID}/streaming-pipelines/{pipeline_id}/status",
+        http_conn_id=HTTP_CONN_ID,
+        method="GET",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json", "x-bench-not-ready": "404"},
+        poke_interval=interval,
+    )
+    classpath, kwargs = made.serialize()
+    return _build(classpath, json.loads(json.dumps(kwargs)))
+
+
 def _units(variant: str, records: list[dict[str, Any]], interval: float) -> tuple[list[Unit], Callable[[], Any]]:
     """One coroutine factory per pipeline, how to tell a good event, and a clean-up."""
     import os
@@ -315,11 +334,13 @@ def _units(variant: str, records: list[dict[str, Any]], interval: float) -> tupl
     async def nothing() -> None:
         return None
 
-    if variant in ("dpc", "dpc_httpx"):
-        if variant == "dpc_httpx":
-            from airflow_provider_dpc.hooks.dpc import DpcHook
+    if variant in ("dpc", "dpc_httpx", "dpc_unbudgeted"):
+        from airflow_provider_dpc.hooks.dpc import DpcHook
 
+        if variant == "dpc_httpx":
             DpcHook.async_transport = "httpx"
+        if variant == "dpc_unbudgeted":
+            DpcHook.keep_to_budget = False
         # As the triggerer does: import the class path, call it with the stored kwargs.
         triggers = [_build(r["classpath"], json.loads(json.dumps(r["kwargs"]))) for r in records]
 
@@ -328,20 +349,7 @@ def _units(variant: str, records: list[dict[str, Any]], interval: float) -> tupl
 
         return [(t.pipeline_id, lambda t=t: _first_event(t), reached) for t in triggers], nothing
     if variant == "http_sensor":
-        from airflow.providers.http.triggers.http import HttpSensorTrigger
-
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "x-bench-not-ready": "404"}
-        triggers = []
-        for pipeline_id in ids:
-            made = HttpSensorTrigger(
-                endpoint=f"v1/projects/{PROJECT_ID}/streaming-pipelines/{pipeline_id}/status",
-                http_conn_id=HTTP_CONN_ID,
-                method="GET",
-                headers=headers,
-                poke_interval=interval,
-            )
-            classpath, kwargs = made.serialize()
-            triggers.append((pipeline_id, _build(classpath, json.loads(json.dumps(kwargs)))))
+        triggers = [(pid, http_sensor_trigger(pid, interval, token)) for pid in ids]
         return [(pid, lambda t=t: _first_event(t), lambda p: p is True) for pid, t in triggers], nothing
     if variant == "aiohttp_floor":
         import aiohttp

@@ -130,10 +130,13 @@ def dpc_conn(conn_env: ConnEnv) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> None:
-    """Each test starts with no cached access token, so token-grant counts are its own."""
+    """Each test starts with no cached access token and a full request budget, so token-grant
+    counts and waits are its own."""
+    from airflow_provider_dpc.hooks._budget import BUDGETS
     from airflow_provider_dpc.hooks._protocol import TOKENS
 
     TOKENS.clear()
+    BUDGETS.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ TRIGGERS = 10
 CALLS, CALL_ROUNDS = 10, 2
 IMPORT_RUNS = 2
 TOKEN_HOOKS, TOKEN_CALLS = 2, 3
+BUDGET_WAITS, BUDGET_PIPELINES, BUDGET_LIMIT = 12, 3, 30
 
 needs_dbt_cloud = pytest.mark.skipif(
     not has_dbt_cloud(), reason="the bench extra is not installed (apache-airflow-providers-dbt-cloud missing)"
@@ -31,7 +32,8 @@ needs_http_provider = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    variants = ["dpc", "aiohttp_floor", "dpc_httpx"]  # dpc_httpx: the hook's httpx transport
+    # dpc_httpx: the hook's httpx transport; dpc_unbudgeted: without the request budget
+    variants = ["dpc", "aiohttp_floor", "dpc_httpx", "dpc_unbudgeted"]
     if has_http_provider():
         variants.append("http_sensor")
     sizes = Sizes(
@@ -47,6 +49,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         trigger_variants=variants,
         token_hooks=TOKEN_HOOKS,
         token_calls=TOKEN_CALLS,
+        budget_waits=BUDGET_WAITS,
+        budget_pipelines=BUDGET_PIPELINES,
+        budget_interval=0.5,
+        budget_limit=BUDGET_LIMIT,
+        budget_window=3.0,
+        budget_warmup=2.5,
+        budget_spread=1.0,
         workdir=Path(tmp_path_factory.mktemp("bench")),
     )
     return run_all(sizes)
@@ -130,12 +139,37 @@ def test_triggerer_scale_of_the_floor_and_of_our_httpx_fallback(results: dict[st
     _trigger_run_is_complete(variants["aiohttp_floor"])
     _trigger_run_is_complete(variants["dpc_httpx"])
     assert variants["dpc_httpx"]["token_grants"] == 1
+    _trigger_run_is_complete(variants["dpc_unbudgeted"])
+    assert (
+        variants["dpc"]["steady_cpu_ratio_to_dpc_unbudgeted"] is None
+        or variants["dpc"]["steady_cpu_ratio_to_dpc_unbudgeted"] > 0
+    )
+
+
+def test_api_budget_keeps_every_wait_within_the_limit(results: dict[str, Any]) -> None:
+    budget = results["budget"]
+    shared, one_each = budget["cases"]["shared"], budget["cases"]["one_each"]
+    assert (shared["waits"], one_each["waits"]) == (BUDGET_WAITS, BUDGET_PIPELINES)
+    for figures in (shared["variants"]["dpc"], one_each["variants"]["dpc"]):
+        assert figures["failed_waits"] == 0, figures["error_samples"]
+        assert figures["admitted_peak_in_window"] <= BUDGET_LIMIT
+        assert figures["requests"] == figures["requests_per_minute_peak"] > 0  # the run is under a minute
+        assert figures["delay_p99_s"] >= figures["delay_p50_s"] > 0
+
+
+@needs_http_provider
+def test_api_budget_beside_the_http_sensor_trigger(results: dict[str, Any]) -> None:
+    http = results["budget"]["cases"]["shared"]["variants"]["http_sensor"]
+    assert http["waits"] == BUDGET_WAITS
+    assert http["requests"] >= http["throttled"] >= 0
 
 
 def test_token_reuse(results: dict[str, Any]) -> None:
     tokens = results["tokens"]
     assert tokens["hooks"] == 2 * TOKEN_HOOKS
-    assert tokens["client_calls"] == tokens["api_calls"] == 2 * TOKEN_HOOKS * TOKEN_CALLS
+    assert tokens["client_calls"] == 2 * TOKEN_HOOKS * TOKEN_CALLS
+    # Every sync call reaches the API; concurrent async reads of the one pipeline share theirs.
+    assert TOKEN_HOOKS * TOKEN_CALLS < tokens["api_calls"] <= tokens["client_calls"]
     assert tokens["token_grants"] == 1
     assert tokens["calls_per_grant"] == tokens["api_calls"]
 
@@ -145,6 +179,6 @@ def test_one_table_holds_every_benchmark(results: dict[str, Any]) -> None:
     lines = table.splitlines()
     assert lines[0].startswith("| benchmark |")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
-    for number in ("1 import cost", "2 cost per call", "3 triggerer", "4 token reuse"):
+    for number in ("1 import cost", "2 cost per call", "3 triggerer", "4 token reuse", "5 API budget"):
         assert any(line.startswith(f"| {number}") for line in lines), number
     assert report.machine_line(results["machine"])

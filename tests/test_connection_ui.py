@@ -39,6 +39,7 @@ LABELS = {
     "app_url": "Web app URL",
     "pipeline_url_template": "Pipeline link template",
     "timeout": "Timeout (seconds)",
+    "requests_per_minute": "Requests per minute",
     "verify": "Verify TLS",
 }
 
@@ -212,6 +213,7 @@ def test_every_extra_field_is_read_by_the_hook() -> None:
             app_url="https://app.example.com",
             pipeline_url_template="{app_url}/x/{pipeline_id}",
             timeout="12",
+            requests_per_minute="600",
             verify=False,
         )
     )
@@ -223,6 +225,7 @@ def test_every_extra_field_is_read_by_the_hook() -> None:
     assert settings.app_url == "https://app.example.com"
     assert settings.pipeline_url_template == "{app_url}/x/{pipeline_id}"
     assert settings.timeout == 12
+    assert settings.requests_per_minute == 600
     assert settings.verify is False
     token = ConnectionSettings.from_connection(connection(login=None, password=None, token="ready-token-value"))
     assert token.static_token == "ready-token-value"
@@ -235,6 +238,7 @@ def test_every_extra_field_is_read_by_the_hook() -> None:
         "app_url",
         "pipeline_url_template",
         "timeout",
+        "requests_per_minute",
         "verify",
     }
 
@@ -247,6 +251,7 @@ def test_the_forms_defaults_are_the_hooks_defaults() -> None:
     assert defaults.audience == PLACEHOLDERS["audience"]
     assert defaults.app_url == PLACEHOLDERS["app_url"]
     assert str(int(defaults.timeout)) == PLACEHOLDERS["timeout"]
+    assert str(int(defaults.requests_per_minute)) == PLACEHOLDERS["requests_per_minute"]
     assert defaults.verify is True
     assert EXTRA_FIELDS["verify"][2]["default"] is True
 

@@ -74,6 +74,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--snapshotting-seconds", _DEFAULTS.snapshotting_seconds, _seconds, help="time spent SNAPSHOTTING")
     add("--stopping-seconds", _DEFAULTS.stopping_seconds, _seconds, help="time spent STOPPING")
     add("--cancelling-seconds", _DEFAULTS.cancelling_seconds, _seconds, help="time an execution spends CANCELLING")
+    add(
+        "--rate-limit",
+        None,
+        int,
+        help="requests the account may make per --rate-window seconds (429 beyond); off by default",
+    )
+    add("--rate-window", _DEFAULTS.rate_window, _seconds, help="the rate limit's rolling window, seconds")
     add("--status-case", _DEFAULTS.status_case, choices=["upper", "lower"], help="case of status values")
     add(
         "--error-style",
@@ -104,6 +111,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         snapshotting_seconds=args.snapshotting_seconds,
         stopping_seconds=args.stopping_seconds,
         cancelling_seconds=args.cancelling_seconds,
+        rate_limit=args.rate_limit,
+        rate_window=args.rate_window,
         status_case=args.status_case,
         error_style=args.error_style,
         seed=load_seed(args.seed) if args.seed else _DEFAULTS.seed,

@@ -40,6 +40,8 @@ RUNTIME_SETTINGS = frozenset(
         "snapshotting_seconds",
         "stopping_seconds",
         "cancelling_seconds",
+        "rate_limit",
+        "rate_window",
         "status_case",
         "error_style",
         "token_ttl",
@@ -180,6 +182,9 @@ class EmulatorConfig:
     snapshotting_seconds: float = 1.0
     stopping_seconds: float = 1.0
     cancelling_seconds: float = 0.5
+    #: Requests the account may make per ``rate_window`` seconds, as DPC's 1,000 a minute; None: no limit.
+    rate_limit: int | None = None
+    rate_window: float = 60.0
     status_case: StatusCase = "upper"
     error_style: ErrorStyle = "validation-errors"
     seed: Seed = DEFAULT_SEED
@@ -191,6 +196,20 @@ class EmulatorConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
                 raise ConfigError(f"{name} must be a number of seconds between 0 and 86400, got {value!r}")
+        if self.rate_limit is not None and (
+            isinstance(self.rate_limit, bool)
+            or not isinstance(self.rate_limit, int)
+            or not 1 <= self.rate_limit <= 10**6
+        ):
+            raise ConfigError(
+                f"rate_limit must be a whole number of requests from 1 to 1000000, or null, got {self.rate_limit!r}"
+            )
+        if (
+            isinstance(self.rate_window, bool)
+            or not isinstance(self.rate_window, int | float)
+            or not 0.1 <= self.rate_window <= 3600
+        ):
+            raise ConfigError(f"rate_window must be a number of seconds from 0.1 to 3600, got {self.rate_window!r}")
         if self.status_case not in ("upper", "lower"):
             raise ConfigError(f"status_case must be 'upper' or 'lower', got {self.status_case!r}")
         if self.error_style not in ("validation-errors", "violations"):

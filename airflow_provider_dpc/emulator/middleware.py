@@ -1,4 +1,4 @@
-"""Raw ASGI middleware that counts requests and applies injected faults.
+"""Raw ASGI middleware that counts requests, enforces the account's rate limit and applies injected faults.
 
 It is raw ASGI, not ``BaseHTTPMiddleware``, because breaking a connection mid-answer needs control of
 the individual ``http.response.*`` messages: it announces a ``Content-Length`` longer than the body
@@ -46,6 +46,8 @@ class FaultMiddleware:
         if not (path.startswith(API_PREFIX + "/") or (path == TOKEN_PATH and faults.applies_to_token_endpoint())):
             await self.app(scope, receive, send)
             return
+        if path.startswith(API_PREFIX + "/") and await self._over_limit(emulator, scope, receive, send):
+            return
         delay = faults.latency()
         if delay:
             await asyncio.sleep(delay)
@@ -58,6 +60,23 @@ class FaultMiddleware:
             await self._drop_connection(scope, receive, send)
         else:
             await self._malformed_json(scope, receive, send)
+
+    async def _over_limit(self, emulator: Emulator, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer 429 when the account's limit is used up; True when it did."""
+        limiter = emulator.state.limiter
+        wait = limiter.admit(emulator.state.clock())
+        if wait is None:
+            return False
+        retry_after = limiter.retry_after(wait)
+        response = problem_response(
+            429,
+            f"Rate limit of {limiter.limit} requests per {limiter.window:g} seconds exceeded; "
+            f"retry after {retry_after} seconds",
+            scope["path"][len("/dpc") :],
+            headers={"Retry-After": retry_after},
+        )
+        await response(scope, receive, send)
+        return True
 
     def _template(self, scope: Scope) -> str:
         for route in self.routes:

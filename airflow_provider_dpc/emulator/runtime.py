@@ -49,6 +49,7 @@ class Emulator:
                 f"changeable: {', '.join(sorted(RUNTIME_SETTINGS))}"
             )
         self.state.config = self.config.replace(**changes)
+        self.state.limiter.configure(self.config.rate_limit, self.config.rate_window)
         return self.state.config
 
     def apply_faults(self, body: Mapping[str, Any]) -> None:
@@ -67,4 +68,5 @@ class Emulator:
             "pipelines_created": self.state.pipelines_created,
             "executions_started": len(self.state.executions.executions),
             "faults_injected": dict(self.faults.injected),
+            "rate_limit": self.state.limiter.stats(),
         }

@@ -39,6 +39,7 @@ from typing import Any
 
 from airflow_provider_dpc.emulator.config import EmulatorConfig, PublishedPipelineSeed
 from airflow_provider_dpc.emulator.executions import ExecutionStore
+from airflow_provider_dpc.emulator.ratelimit import RateLimiter
 from airflow_provider_dpc.models import FieldError, PipelineCommand, PipelineStatus
 
 __all__ = [
@@ -198,6 +199,7 @@ class EmulatorState:
         self.pipelines: dict[str, Pipeline] = {}
         self.agents: dict[str, dict[str, Any]] = {agent.agent_id: agent.to_wire() for agent in config.seed.agents}
         self.executions = ExecutionStore(clock)
+        self.limiter = RateLimiter(config.rate_limit, config.rate_window, started=clock())
         self.requests: Counter[str] = Counter()
         self.token_grants = 0
         self.pipelines_created = 0

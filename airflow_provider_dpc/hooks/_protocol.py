@@ -8,13 +8,14 @@ only in how they send and sleep.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx
@@ -35,6 +36,7 @@ from airflow_provider_dpc.exceptions import (
     DpcValidationError,
     FieldError,
 )
+from airflow_provider_dpc.hooks._budget import DOCUMENTED_LIMIT
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.models import Problem
 
@@ -62,6 +64,8 @@ class ConnectionSettings:
     pipeline_url_template: str | None = None
     timeout: float = 30.0
     verify: bool | str = True
+    #: The account's API budget this process keeps to (see ``hooks/_budget.py``).
+    requests_per_minute: float = DOCUMENTED_LIMIT
 
     @classmethod
     def from_connection(cls, conn: Any, extra: Mapping[str, Any] | None = None) -> ConnectionSettings:
@@ -96,6 +100,9 @@ class ConnectionSettings:
             app_url=_text(extra.get("app_url")) or DEFAULT_APP_URL,
             pipeline_url_template=_url_template(extra.get("pipeline_url_template"), conn_id),
             timeout=_number(extra.get("timeout"), "timeout", conn_id, default=30.0),
+            requests_per_minute=_number(
+                extra.get("requests_per_minute"), "requests_per_minute", conn_id, default=DOCUMENTED_LIMIT
+            ),
             verify=_verify(extra.get("verify")),
         )
 
@@ -107,6 +114,12 @@ class ConnectionSettings:
     @property
     def token_key(self) -> tuple[str, str]:
         return (self.token_url, self.client_id or "")
+
+    @cached_property
+    def account_key(self) -> tuple[str, str, str]:
+        """Who the API counts requests against: the client id, or a digest of a ready token."""
+        digest = hashlib.sha256(self.static_token.encode()).hexdigest()[:16] if self.static_token else ""
+        return (self.base_url, self.client_id or "", digest)
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
@@ -253,6 +266,8 @@ class Done(Generic[T]):
 class Retry:
     delay: float
     refresh_token: bool = False
+    #: A 429: the whole process slows down, not only this call (see ``hooks/_budget.py``).
+    throttled: bool = False
 
 
 @dataclass(frozen=True)
@@ -302,7 +317,8 @@ def judge(call: Call[T], response: Answer, attempts: Attempts, can_refresh: bool
         attempts.refreshed = True
         return Retry(0.0, refresh_token=True)
     if status == 429:
-        return _retry_or_fail(call, attempts, retry_after(response), error, always=True)
+        outcome = _retry_or_fail(call, attempts, retry_after(response), error, always=True)
+        return Retry(outcome.delay, throttled=True) if isinstance(outcome, Retry) else outcome
     if status in RETRYABLE_STATUSES:
         return _retry_or_fail(call, attempts, None, error)
     return Fail(error)

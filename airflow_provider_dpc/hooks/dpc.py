@@ -29,6 +29,7 @@ from airflow_provider_dpc.exceptions import (
     FieldError,
 )
 from airflow_provider_dpc.hooks import _calls
+from airflow_provider_dpc.hooks._budget import BUDGETS, Budget, SharedReads
 from airflow_provider_dpc.hooks._protocol import (
     TOKENS,
     Attempts,
@@ -75,7 +76,10 @@ class DpcHook(_compat.BaseHook):
 
     One ``httpx.Client`` per hook for sync calls, and one async client per ``async with hook:``
     block for async ones (see :attr:`async_transport`). Access tokens are cached per (token URL,
-    client id) for the whole process, so any number of hooks and triggers share one token. 429s
+    client id) for the whole process, so any number of hooks and triggers share one token. Every
+    call draws from the account's request budget for the process (the connection extra
+    ``requests_per_minute``, 1,000 by default): a call waits its turn rather than overrunning the
+    API's limit, and a 429 slows every caller of the process (see ``hooks/_budget.py``). 429s
     (honouring ``Retry-After``), 502/503/504s and broken connections are retried under
     ``retry_policy``; a create is never sent twice blindly: after an unclear failure the pipeline is
     looked up by name first.
@@ -96,6 +100,10 @@ class DpcHook(_compat.BaseHook):
     #: README, Benchmarks). ``"httpx"`` always uses ``httpx.AsyncClient``, as a proxy does.
     async_transport: ClassVar[Literal["auto", "httpx"]] = "auto"
 
+    #: Whether calls keep to the account's request budget and triggers share their reads (see
+    #: ``hooks/_budget.py``). Off only to measure what they cost (``make bench``).
+    keep_to_budget: ClassVar[bool] = True
+
     def __init__(
         self,
         dpc_conn_id: str = default_conn_name,
@@ -108,6 +116,7 @@ class DpcHook(_compat.BaseHook):
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
         self._aclient: _HttpxAsyncClient | AiohttpClient | None = None
+        self._budget: Budget | None = None
 
     # ---- connection form (Airflow 2.11; Airflow 3 reads get_provider_info) ----------------------
 
@@ -171,6 +180,12 @@ class DpcHook(_compat.BaseHook):
 
     # ---- the request loop, sync and async ---------------------------------------------------
 
+    def budget(self, settings: ConnectionSettings) -> Budget:
+        """The account's request budget, shared by every hook of the process."""
+        if self._budget is None:
+            self._budget = BUDGETS.get(settings.account_key, settings.requests_per_minute)
+        return self._budget
+
     def run(self, call: Call[T]) -> T:
         """Send ``call`` with authentication and retries; return its parsed answer."""
         settings, client = self.settings, self.get_conn()
@@ -178,6 +193,8 @@ class DpcHook(_compat.BaseHook):
         while True:
             attempts.next_try()
             token = self._token(settings) if call.authenticated else None
+            if call.authenticated and self.keep_to_budget and (wait := self.budget(settings).reserve()) > 0:
+                time.sleep(wait)
             try:
                 response = client.send(call.build(client, settings.base_url, token))
             except httpx.HTTPError as exc:
@@ -189,7 +206,8 @@ class DpcHook(_compat.BaseHook):
             if isinstance(outcome, Fail):
                 raise outcome.error
             self._before_retry(call, outcome, attempts, token)
-            time.sleep(outcome.delay)
+            if not outcome.throttled:  # a throttled retry waits in the budget, with every other caller
+                time.sleep(outcome.delay)
 
     async def arun(self, call: Call[T]) -> T:
         """Async twin of :meth:`run`; needs ``async with hook:``."""
@@ -200,6 +218,8 @@ class DpcHook(_compat.BaseHook):
         while True:
             attempts.next_try()
             token = await self._atoken(settings) if call.authenticated else None
+            if call.authenticated and self.keep_to_budget and (wait := self.budget(settings).reserve()) > 0:
+                await asyncio.sleep(wait)
             try:
                 response = await client.send(call, settings.base_url, token)
             except httpx.HTTPError as exc:
@@ -211,9 +231,12 @@ class DpcHook(_compat.BaseHook):
             if isinstance(outcome, Fail):
                 raise outcome.error
             self._before_retry(call, outcome, attempts, token)
-            await asyncio.sleep(outcome.delay)
+            if not outcome.throttled:
+                await asyncio.sleep(outcome.delay)
 
     def _before_retry(self, call: Call[Any], retry: Retry, attempts: Attempts, token: str | None) -> None:
+        if retry.throttled:
+            self.budget(self.settings).throttled(retry.delay)
         if retry.refresh_token:
             log.info("%s %s: token refused, fetching a new one", call.method, call.path)
             TOKENS.invalidate(self.settings.token_key, token)
@@ -400,8 +423,18 @@ class DpcHook(_compat.BaseHook):
     def get_status(self, project_id: str, pipeline_id: str) -> PipelineStatus:
         return self.run(_status_call(project_id, pipeline_id))
 
-    async def aget_status(self, project_id: str, pipeline_id: str) -> PipelineStatus:
-        return await self.arun(_status_call(project_id, pipeline_id))
+    async def aget_status(self, project_id: str, pipeline_id: str, *, max_age: float = 0.0) -> PipelineStatus:
+        """The pipeline's status; concurrent callers of the event loop share one read, and one
+        answered less than ``max_age`` seconds ago (a poller passes its interval)."""
+        return await self._shared(_status_call(project_id, pipeline_id), max_age)
+
+    async def _shared(self, call: Call[T], max_age: float) -> T:
+        if self._settings is None:
+            raise RuntimeError("use the hook's async methods inside 'async with hook:'")
+        if not self.keep_to_budget:
+            return await self.arun(call)
+        key = (self._settings.account_key, call.method, call.path)
+        return await SharedReads.read(key, lambda: self.arun(call), max_age)
 
     async def aget_streaming_pipeline(self, project_id: str, pipeline_id: str) -> StreamingPipeline:
         return await self.arun(_calls.get_pipeline(project_id, pipeline_id))
@@ -495,8 +528,11 @@ class DpcHook(_compat.BaseHook):
         """The execution's status through the API's lightweight status read."""
         return self.run(_execution_status_call(project_id, execution_id))
 
-    async def aget_pipeline_execution_status(self, project_id: str, execution_id: str) -> ExecutionStatus:
-        return await self.arun(_execution_status_call(project_id, execution_id))
+    async def aget_pipeline_execution_status(
+        self, project_id: str, execution_id: str, *, max_age: float = 0.0
+    ) -> ExecutionStatus:
+        """As :meth:`aget_status`: callers of the event loop share reads."""
+        return await self._shared(_execution_status_call(project_id, execution_id), max_age)
 
     def cancel_pipeline_execution(self, project_id: str, execution_id: str, force: bool = False) -> None:
         """Ask DPC to cancel an execution (CANCELLING, then CANCELLED); ``force`` cancels it at once."""

@@ -19,8 +19,9 @@ class DpcStatusTrigger(BaseTrigger):
     """Polls one resource's status until the goal is reached or fails, or the deadline passes.
 
     Fully async: the connection is read through Airflow's async path and one async client (see
-    :attr:`DpcHook.async_transport`) serves the whole run. Its kwargs hold ids, the connection id,
-    timings and the retry policy, never a secret. It yields exactly one event, a
+    :attr:`DpcHook.async_transport`) serves the whole run. Triggers of one triggerer watching the
+    same resource share its reads, one per poll interval, and the account's request budget. Its
+    kwargs hold ids, the connection id, timings and the retry policy, never a secret. It yields exactly one event, a
     :class:`~airflow_provider_dpc.status.WaitResult`, which the deferring task reads with the same
     function a poke uses; subclasses say which id they watch and how its status is read.
 

@@ -38,7 +38,7 @@ class DpcPipelineExecutionTrigger(DpcStatusTrigger):
         return {"cancel_on_kill": self.cancel_on_kill}
 
     async def read(self, hook: DpcHook) -> Status:
-        return await hook.aget_pipeline_execution_status(self.project_id, self.resource_id)
+        return await hook.aget_pipeline_execution_status(self.project_id, self.resource_id, max_age=self.poll_interval)
 
     async def on_kill(self) -> None:
         if not self.cancel_on_kill:

@@ -36,7 +36,7 @@ class DpcStreamingPipelineTrigger(DpcStatusTrigger):
         return self.resource_id
 
     async def read(self, hook: DpcHook) -> Status:
-        return await hook.aget_status(self.project_id, self.resource_id)
+        return await hook.aget_status(self.project_id, self.resource_id, max_age=self.poll_interval)
 
 
 _BaseEventTrigger: Any = find_or_none("BaseEventTrigger", "airflow.triggers.base")
@@ -94,7 +94,9 @@ def _event_trigger_class() -> type:
             async with DpcHook(self.dpc_conn_id) as hook:
                 while True:
                     try:
-                        status = str(await hook.aget_status(self.project_id, self.pipeline_id))
+                        status = str(
+                            await hook.aget_status(self.project_id, self.pipeline_id, max_age=self.poll_interval)
+                        )
                     except DpcError as exc:
                         self.log.warning("streaming pipeline %s: status not read (%s)", self.pipeline_id, exc)
                     else:
