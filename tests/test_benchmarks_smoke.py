@@ -54,7 +54,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         budget_interval=0.5,
         budget_limit=BUDGET_LIMIT,
         budget_window=3.0,
-        budget_warmup=2.5,
+        budget_warmup=1.5,
         budget_spread=1.0,
         workdir=Path(tmp_path_factory.mktemp("bench")),
     )

@@ -180,16 +180,6 @@ def test_gated_activation(example_env: Any, monkeypatch: pytest.MonkeyPatch, def
     assert link == f"https://app.matillion.com/observability-dashboard/pipeline/{execution.pipeline_execution_id}"
 
 
-def test_gated_activation_fails_naming_the_transformation_that_failed(example_env: Any) -> None:
-    make_pipeline("gated-failing")
-    dag = load_dag("example_dpc_gated_activation.py", "example_dpc_gated_activation")
-    run = dag.test(run_conf={"pipeline_name": "gated-failing", "transformation_pipeline": "Failing pipeline"})
-    states = task_states(run)
-    assert (states["build_reporting_tables"], states["consume"]) == ("failed", "upstream_failed"), states
-    (execution,) = DpcHook().iter_pipeline_executions(PROJECT_ID)
-    assert str(execution.status) == "FAILED"
-
-
 def test_gated_activation_fails_at_the_start_when_the_agent_is_down(example_env: Any) -> None:
     make_pipeline("agentless")
     example_env.set_agent(GUIDE_AGENT_ID, connected=False)

@@ -251,12 +251,9 @@ def test_a_retry_after_a_crash_waits_for_its_own_execution(hook: DpcHook, defaul
     assert hook.get_pipeline_execution_status(PROJECT_ID, first) is ExecutionStatus.SUCCESS
 
 
-@pytest.mark.parametrize("deferrable", [False, True])
-def test_a_lost_answer_to_execute_leaves_one_execution_and_a_green_task(
-    hook: DpcHook, fresh_emulator: Any, deferrable: bool
-) -> None:
+def test_a_lost_answer_to_execute_leaves_one_execution_and_a_green_task(hook: DpcHook, fresh_emulator: Any) -> None:
     fresh_emulator.set_faults(drop_connections={"count": 1})
-    execution_id = run_task(run_op("Pipeline 1", deferrable=deferrable), RecordingTI())
+    execution_id = run_task(run_op("Pipeline 1", deferrable=True), RecordingTI())
     assert [e.pipeline_execution_id for e in executions(hook)] == [execution_id]
     assert fresh_emulator.stats()["faults_injected"]["drop_connections"] == 1
 

@@ -391,7 +391,7 @@ def test_marking_a_waiting_run_task_failed_cancels_its_execution(airflow: Airflo
     if "on_kill" in vars(BaseTrigger):  # Airflow 3.3 tells a trigger its deferred task was killed
         airflow.wait_for(lambda: cancelled("deferred"), timeout=RUN_TIMEOUT, what="the deferred execution CANCELLED")
     else:  # before 3.3 nothing runs for a deferred task marked failed: the execution runs on (see the docs)
-        time.sleep(2)
+        time.sleep(1)
         assert hook.get_pipeline_execution_status(PROJECT_ID, executions["deferred"]) == "RUNNING"
         hook.cancel_pipeline_execution(PROJECT_ID, executions["deferred"], force=True)
     assert fresh_emulator.stats()["executions_started"] == 2
