@@ -179,10 +179,6 @@ class StatusWatch:
         self.deadline = math.inf if deadline is None else deadline
         self.history = list(history)[-HISTORY_LENGTH:]
 
-    @property
-    def pipeline_id(self) -> str:
-        return self.resource_id
-
     def observe(self, status: Status, now: float) -> WaitResult | None:
         """The result once ``status`` ends the wait, else None (keep waiting)."""
         if not self.history or self.history[-1] != str(status):

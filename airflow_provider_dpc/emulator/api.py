@@ -320,9 +320,12 @@ async def pipeline_status(request: Request, project_id: ProjectId, pipeline_id: 
     status = emulator.state.status(pipeline).value
     if emulator.faults.unknown_status():
         status = PipelineStatus.UNKNOWN.value
-    if emulator.config.status_case == "lower":
-        status = status.lower()
-    return ApiJSONResponse({"status": status})
+    return _status_answer(emulator, status)
+
+
+def _status_answer(emulator: Emulator, status: str) -> Response:
+    """A status read's answer, in the case the emulator is set to answer in."""
+    return ApiJSONResponse({"status": status.lower() if emulator.config.status_case == "lower" else status})
 
 
 # ---- orchestration pipeline executions ----------------------------------------------------------
@@ -409,10 +412,8 @@ async def get_execution(request: Request, project_id: ProjectId, execution_id: E
 )
 async def execution_status(request: Request, project_id: ProjectId, execution_id: ExecutionId) -> Response:
     emulator = _emulator(request)
-    status = _execution(request, project_id, execution_id).settle(emulator.state.executions.clock()).value
-    if emulator.config.status_case == "lower":
-        status = status.lower()
-    return ApiJSONResponse({"status": status})
+    status = _execution(request, project_id, execution_id).settle(emulator.state.executions.clock())
+    return _status_answer(emulator, status.value)
 
 
 @router.patch(

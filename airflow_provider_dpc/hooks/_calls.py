@@ -34,18 +34,13 @@ MAX_PAGE_SIZE = 100
 
 
 @cache
-def _page_of(item: Any) -> Callable[[Any], Any]:
+def _page_of(page: Any, item: Any) -> Callable[[Any], Any]:
     # Built on first use rather than at import: most tasks and triggers never list a page.
-    return TypeAdapter(Page[item]).validate_python
+    return TypeAdapter(page[item]).validate_python
 
 
-def _parse_page(item: Any) -> Callable[[Any], Any]:
-    return lambda body: _page_of(item)(body)
-
-
-@cache
-def _token_page_of(item: Any) -> Callable[[Any], Any]:
-    return TypeAdapter(TokenPage[item]).validate_python
+def _parse_page(item: Any, page: Any = Page) -> Callable[[Any], Any]:
+    return lambda body: _page_of(page, item)(body)
 
 
 def _pipelines_path(project_id: str) -> str:
@@ -179,8 +174,7 @@ def list_executions(filters: dict[str, str], limit: int, token: str | None) -> C
     params: dict[str, Any] = {**filters, "limit": limit}
     if token:
         params["paginationToken"] = token
-    parse = _token_page_of(PipelineExecution)
-    return Call("GET", "/v1/pipeline-executions", lambda body: parse(body), params=params)
+    return Call("GET", "/v1/pipeline-executions", _parse_page(PipelineExecution, TokenPage), params=params)
 
 
 def execution_steps(project_id: str, execution_id: str) -> Call[list[ExecutionStep]]:

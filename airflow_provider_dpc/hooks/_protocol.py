@@ -317,8 +317,7 @@ def judge(call: Call[T], response: Answer, attempts: Attempts, can_refresh: bool
         attempts.refreshed = True
         return Retry(0.0, refresh_token=True)
     if status == 429:
-        outcome = _retry_or_fail(call, attempts, retry_after(response), error, always=True)
-        return Retry(outcome.delay, throttled=True) if isinstance(outcome, Retry) else outcome
+        return _retry_or_fail(call, attempts, retry_after(response), error, always=True, throttled=True)
     if status in RETRYABLE_STATUSES:
         return _retry_or_fail(call, attempts, None, error)
     return Fail(error)
@@ -335,14 +334,20 @@ def judge_error(call: Call[Any], exc: httpx.HTTPError, attempts: Attempts) -> Ou
 
 
 def _retry_or_fail(
-    call: Call[Any], attempts: Attempts, wanted: float | None, error: DpcApiError, *, always: bool = False
+    call: Call[Any],
+    attempts: Attempts,
+    wanted: float | None,
+    error: DpcApiError,
+    *,
+    always: bool = False,
+    throttled: bool = False,
 ) -> Outcome[Any]:
     if not (call.idempotent or always):
         return Fail(error)
     delay = attempts.wait(wanted)
     if delay is None:
         return Fail(error)
-    return Retry(delay)
+    return Retry(delay, throttled=throttled)
 
 
 def retry_after(response: Answer) -> float | None:

@@ -118,8 +118,9 @@ class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
 
     def execute(self, context: Context) -> str:
         project_id = self.resolve_project()
-        execution_id = self._earlier_execution(context, project_id) or self._execute(context, project_id)
-        self._announce(context, project_id, execution_id)
+        store = context.get("task_state_store")  # Airflow 3.3+: kept across tries
+        execution_id = self._earlier_execution(store, project_id) or self._execute(context, store, project_id)
+        self._announce(context, execution_id)
         if not self.wait_for_completion:
             return execution_id
         now = time.time()
@@ -164,9 +165,8 @@ class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return f"airflow:{ti.dag_id}.{ti.task_id}"[:100] + f":{digest}"
 
-    def _earlier_execution(self, context: Context, project_id: str) -> str | None:
+    def _earlier_execution(self, store: Any, project_id: str) -> str | None:
         """The execution an earlier try started, kept in Airflow's task state, when it is worth resuming."""
-        store = context.get("task_state_store")
         saved = store.get(STATE_KEY) if store is not None else None
         if not isinstance(saved, dict) or saved.get("project_id") != project_id:
             return None
@@ -181,7 +181,7 @@ class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
         self.log.warning("execution %s of an earlier try ended %s; running the pipeline again", execution_id, status)
         return None
 
-    def _execute(self, context: Context, project_id: str) -> str:
+    def _execute(self, context: Context, store: Any, project_id: str) -> str:
         tag = self.execution_tag or self.derived_tag(context)
         for _ in range(_CONFLICT_ROUNDS):
             try:
@@ -211,7 +211,6 @@ class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
                 self.log.info("execution %s of an earlier try holds tag %r; waiting for it", execution_id, tag)
             else:
                 self.log.info("executing pipeline %r (tag %r): %s", self.pipeline_name, tag, execution_id)
-            store = context.get("task_state_store")
             if store is not None:
                 store.set(STATE_KEY, {"project_id": project_id, "execution_id": execution_id})
             return execution_id
@@ -220,7 +219,7 @@ class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
             f"of it was found in environment {self.environment_name!r}"
         )
 
-    def _announce(self, context: Context, project_id: str, execution_id: str) -> None:
+    def _announce(self, context: Context, execution_id: str) -> None:
         """Push the execution id and its link first, so a failure later still leaves them in XCom."""
         ti = context["ti"]
         ti.xcom_push(key=XCOM_EXECUTION_ID, value=execution_id)
