@@ -64,7 +64,11 @@ class PipelineStatus(_OpenEnum):
 
 
 class ExecutionStatus(_OpenEnum):
-    """An orchestration pipeline execution's status; an unknown value is kept."""
+    """An orchestration pipeline execution's status; an unknown value is kept.
+
+    ``FORBIDDEN`` is not in the API reference's enum, but the service answers it (an execution the
+    credential may not run): it ends the execution as FAILED does.
+    """
 
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
@@ -73,6 +77,7 @@ class ExecutionStatus(_OpenEnum):
     CANCELLED = "CANCELLED"
     SKIPPED = "SKIPPED"
     UNKNOWN = "UNKNOWN"
+    FORBIDDEN = "FORBIDDEN"
 
 
 class PipelineCommand(_UpperEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -38,6 +38,7 @@ from airflow_provider_dpc.enums import (
 from airflow_provider_dpc.exceptions import DpcValidationError, FieldError
 
 __all__ = [
+    "PIPELINE_FILE_SUFFIXES",
     "AbsTarget",
     "CommandRequest",
     "DatabaseConnection",
@@ -45,6 +46,7 @@ __all__ = [
     "DecimalMapping",
     "Environment",
     "ExecutionCancel",
+    "ExecutionEnvelope",
     "ExecutionRequest",
     "ExecutionStatus",
     "ExecutionStatusAnswer",
@@ -72,6 +74,7 @@ __all__ = [
     "SourceTable",
     "SqlServerSource",
     "StatusAnswer",
+    "StepResult",
     "StreamingPipeline",
     "StreamingPipelineDefinition",
     "TablePrefixType",
@@ -79,7 +82,11 @@ __all__ = [
     "TokenPage",
     "TransformationType",
     "check_uuid",
+    "execution_details",
     "field_errors",
+    "pipeline_candidates",
+    "same_pipeline",
+    "unwrap_result",
     "validate_definition",
     "validate_execution_request",
 ]
@@ -442,7 +449,8 @@ class PipelineExecution(DpcModel):
     """One execution of a published pipeline, as ``GET .../pipeline-executions/{id}`` returns it.
 
     Read leniently: only the id and status are required, and fields this provider does not know
-    are kept.
+    are kept. The service answers the details wrapped in ``result`` and without ``projectId`` (and
+    at times without the id); :func:`execution_details` reads either shape.
     """
 
     pipeline_execution_id: str
@@ -458,15 +466,105 @@ class PipelineExecution(DpcModel):
     schedule_id: str | None = None
     user: str | None = None
 
+    @property
+    def finished(self) -> bool:
+        """Whether DPC says the execution has ended (it sets ``finishedAt``), whatever its status."""
+        return bool(self.finished_at)
+
+
+class ExecutionEnvelope(DpcModel):
+    """The details as the service answers them: the execution wrapped in ``result``."""
+
+    result: PipelineExecution
+
+
+def unwrap_result(body: Any) -> Any:
+    """The object inside ``{"result": {...}}``, the service's wrapping of one resource; else ``body``."""
+    if isinstance(body, Mapping) and isinstance(body.get("result"), Mapping) and "status" not in body:
+        return body["result"]
+    return body
+
+
+def execution_details(body: Any, project_id: str, execution_id: str) -> PipelineExecution:
+    """An execution's details, wrapped or flat, with the ids the request named where the answer lacks them."""
+    details = unwrap_result(body)
+    if not isinstance(details, Mapping):
+        raise ValueError("expected an execution object, or one wrapped in 'result'")
+    fields = dict(details)
+    for key, value in (("pipelineExecutionId", execution_id), ("projectId", project_id)):
+        if not fields.get(key):
+            fields[key] = value
+    return PipelineExecution.model_validate(fields)
+
+
+class StepResult(DpcModel):
+    """How a step ended, as the service nests it under each step's ``result``."""
+
+    status: str | None = None
+    message: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
 
 class ExecutionStep(DpcModel):
-    """One step's result within an execution (read leniently: its shape is not published)."""
+    """One step's result within an execution.
 
+    The service nests the status, message and times under ``result`` (and leaves the times out of
+    some ended steps); a flat step is read too. Either way they are read from ``status``,
+    ``message``, ``started_at`` and ``finished_at``.
+    """
+
+    id: str | None = None
     name: str | None = None
     status: str | None = None
     message: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    result: StepResult | None = None
+    child_pipeline: Any = None
+
+    @model_validator(mode="after")
+    def _lift_result(self) -> ExecutionStep:
+        if self.result is not None:
+            for name in ("status", "message", "started_at", "finished_at"):
+                if getattr(self, name) is None:
+                    setattr(self, name, getattr(self.result, name))
+        return self
+
+
+#: The endings of a pipeline's file name, which execution answers carry (``folder/load.orch.yaml``).
+PIPELINE_FILE_SUFFIXES = (".orch.yaml", ".tran.yaml")
+
+
+def _pipeline_key(name: str, keep_folder: bool) -> str:
+    name = name.strip().strip("/")
+    for suffix in PIPELINE_FILE_SUFFIXES:
+        if name.endswith(suffix):
+            name = name.removesuffix(suffix)
+            break
+    return name if keep_folder else name.rsplit("/", 1)[-1]
+
+
+def same_pipeline(asked: str, answered: str | None) -> bool:
+    """Whether the pipeline an answer names (``answered``) is the one a user asked for by name.
+
+    The one rule every comparison of pipeline names uses. Names are equal, or equal once the file
+    suffix (``.orch.yaml``, ``.tran.yaml``) is dropped from both and, when ``asked`` names no
+    folder, the folder of ``answered`` too: ``load`` is ``load.orch.yaml`` and
+    ``folder/load.orch.yaml``; ``Pipeline 1`` is never ``Pipeline 10``, and case counts.
+    """
+    if answered is None:
+        return False
+    if asked == answered:
+        return True
+    keep_folder = "/" in asked.strip().strip("/")
+    return _pipeline_key(asked, True) == _pipeline_key(answered, keep_folder)
+
+
+def pipeline_candidates(asked: str, answered: Iterable[str | None]) -> list[str]:
+    """The distinct names among ``answered`` that are the pipeline ``asked``, in order: more than one
+    is ambiguous (the same name in two folders), which callers report, never resolve by a guess."""
+    return list(dict.fromkeys(name for name in answered if name is not None and same_pipeline(asked, name)))
 
 
 class TokenPage(DpcModel, Generic[T]):

@@ -9,7 +9,10 @@ Given an Airflow connection to your account, this prints each fact as ``confirme
 
 It only reads by default. ``--write`` also sends an invalid create (the API refuses it, creating
 nothing) and, with ``--definition``, creates a throwaway pipeline from that file, sends it STOP
-(which changes nothing on a stopped pipeline) and deletes it. Nothing it prints holds a secret.
+(which changes nothing on a stopped pipeline) and deletes it; with ``--execute PIPELINE
+--environment ENV`` it runs that published pipeline once (choose one that is harmless to run).
+The facts about pipeline executions are read from executions the project already has. Nothing it
+prints holds a secret.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import PipelineStatus
+from airflow_provider_dpc.models import PIPELINE_FILE_SUFFIXES, unwrap_result
 
 if TYPE_CHECKING:
     import httpx
@@ -114,6 +118,106 @@ def _reads(hook: DpcHook, project_id: str | None) -> Iterator[Fact]:
 
     response = hook.send_as_is("GET", f"{path}/{uuid.uuid4()}")
     yield _problem_fact("an unknown pipeline answers 404 as a problem with a type", response, 404)
+    yield from _execution_reads(hook, project_id)
+
+
+#: What the execution facts say when there is nothing to look at.
+_NO_EXECUTION = "no execution of this project in the executions list"
+
+
+def _execution_reads(hook: DpcHook, project_id: str) -> Iterator[Fact]:
+    """The facts of the "Observed" shapes of pipeline executions, read from executions that exist."""
+    envs = _body(hook.send_as_is("GET", f"/v1/projects/{project_id}/environments"))
+    env = next((e.get("name") for e in (envs or {}).get("results") or [] if isinstance(e, dict)), None)
+    name = "published pipelines are listed per environment (environmentName)"
+    if env:
+        response = hook.send_as_is(
+            "GET", f"/v1/projects/{project_id}/published-pipelines", params={"environmentName": env, "size": 1}
+        )
+        ok = response.status_code == 200 and isinstance((_body(response) or {}).get("results"), list)
+        yield Fact(name, CONFIRMED if ok else CONTRADICTED, f"{_answer(response)} for environment {env!r}")
+    else:
+        yield Fact(name, SKIPPED, f"no environment in project {project_id}")
+
+    listed = hook.send_as_is("GET", "/v1/pipeline-executions", params={"projectId": project_id, "limit": 25})
+    body = _body(listed)
+    found = body.get("results") if isinstance(body, dict) else None
+    name = "the executions list is a page of flat executions {results, more}"
+    if listed.status_code != 200 or not isinstance(found, list):
+        yield Fact(name, CONTRADICTED, f"{_answer(listed)}: {str(body)[:200]}")
+        return
+    items = [item for item in found if isinstance(item, dict)]
+    if not items:
+        yield Fact(name, SKIPPED, _NO_EXECUTION)
+        yield Fact("execution details, steps, status route and name matching", SKIPPED, _NO_EXECUTION)
+        return
+    flat = all("pipelineExecutionId" in item and "status" in item for item in items)
+    yield Fact(name, CONFIRMED if flat else CONTRADICTED, f"{len(items)} listed; first keys {sorted(items[0])}")
+    first = items[0]
+    execution_path = f"/v1/projects/{project_id}/pipeline-executions/{first.get('pipelineExecutionId')}"
+
+    details = hook.send_as_is("GET", execution_path)
+    body = _body(details)
+    wrapped = isinstance(body, dict) and isinstance(body.get("result"), dict)
+    inner = body["result"] if wrapped else body
+    shape = "wrapped in result" if wrapped else "flat"
+    has_project = isinstance(inner, dict) and "projectId" in inner
+    verdict = CONFIRMED if details.status_code == 200 and wrapped and not has_project else CONTRADICTED
+    yield Fact(
+        "execution details come wrapped in result, without projectId",
+        verdict,
+        f"{_answer(details)}, {shape}, {'with' if has_project else 'without'} projectId",
+    )
+
+    status = hook.send_as_is("GET", f"{execution_path}/status")
+    value = unwrap_result(_body(status) or {}).get("status") if status.status_code == 200 else None
+    verdict = CONFIRMED if isinstance(value, str) else CONTRADICTED
+    shown = f"{_answer(status)}: {value!r}" if value else f"{_answer(status)} (the provider reads the details instead)"
+    yield Fact("the execution status route answers {status}", verdict, shown)
+
+    steps = hook.send_as_is("GET", f"{execution_path}/steps", params={"page": 0, "size": 100})
+    body = _body(steps)
+    results = body.get("results") if isinstance(body, dict) else None
+    nested = isinstance(results, list) and all(
+        isinstance(s, dict) and isinstance(s.get("result"), dict) for s in results
+    )
+    paged = isinstance(body, dict) and set(body) >= PAGE_KEYS
+    verdict = CONFIRMED if steps.status_code == 200 and nested and paged else CONTRADICTED
+    yield Fact(
+        "steps come as a page, each step's status and message under its result",
+        verdict,
+        f"{_answer(steps)}, {'a page object' if paged else 'not a page object'}, "
+        f"{'nested' if nested else 'not nested'}",
+    )
+
+    names = [str(item["pipelineName"]) for item in items if isinstance(item.get("pipelineName"), str)]
+    paths = [n for n in names if n.endswith(PIPELINE_FILE_SUFFIXES)]
+    verdict = CONFIRMED if paths else CONTRADICTED
+    yield Fact("execution answers name pipelines by file path", verdict, f"e.g. {next(iter(paths or names), None)!r}")
+
+    named = first.get("pipelineName")
+    if isinstance(named, str) and len(named) > 1:
+        part = named.removesuffix(".orch.yaml").removesuffix(".tran.yaml").rsplit("/", 1)[-1][:-1].swapcase()
+        response = hook.send_as_is(
+            "GET", "/v1/pipeline-executions", params={"projectId": project_id, "pipelineName": part, "limit": 100}
+        )
+        hits = {e.get("pipelineExecutionId") for e in (_body(response) or {}).get("results") or []}
+        verdict = CONFIRMED if first.get("pipelineExecutionId") in hits else CONTRADICTED
+        yield Fact(
+            "the executions list matches pipelineName partially and in any case",
+            verdict,
+            f"{part!r} {'finds' if verdict == CONFIRMED else 'does not find'} {named!r}",
+        )
+
+    forbidden = hook.send_as_is(
+        "GET", "/v1/pipeline-executions", params={"projectId": project_id, "status": "FORBIDDEN", "limit": 1}
+    )
+    ended = (_body(forbidden) or {}).get("results") if forbidden.status_code == 200 else None
+    name = "an execution can end FORBIDDEN (not in the reference's enum)"
+    if ended:
+        yield Fact(name, CONFIRMED, f"execution {ended[0].get('pipelineExecutionId')} is FORBIDDEN")
+    else:
+        yield Fact(name, SKIPPED, f"{_answer(forbidden)}: no FORBIDDEN execution listed")
 
 
 def _problem_fact(name: str, response: httpx.Response, status: int) -> Fact:
@@ -126,10 +230,32 @@ def _problem_fact(name: str, response: httpx.Response, status: int) -> Fact:
     return Fact(name, CONFIRMED, f"{_answer(response)}, type {kind}")
 
 
-def _writes(hook: DpcHook, project_id: str | None, definition: Path | None) -> Iterator[Fact]:
+_EXECUTE_FACT = "an execute answers 201 with pipelineExecutionId"
+
+
+def _execute(hook: DpcHook, project_id: str, pipeline: str, environment: str) -> Fact:
+    response = hook.send_as_is(
+        "POST",
+        f"/v1/projects/{project_id}/pipeline-executions",
+        json={"pipelineName": pipeline, "environmentName": environment},
+    )
+    execution_id = (_body(response) or {}).get("pipelineExecutionId")
+    verdict = CONFIRMED if response.status_code == 201 and execution_id else CONTRADICTED
+    return Fact(_EXECUTE_FACT, verdict, f"{_answer(response)}: {execution_id}")
+
+
+def _writes(
+    hook: DpcHook, project_id: str | None, definition: Path | None, execute: tuple[str, str] | None = None
+) -> Iterator[Fact]:
     if not project_id:
         yield Fact("writes", SKIPPED, "no project to write in (--project-id)")
         return
+    if execute is None:
+        yield Fact(
+            "an execute answers 201 with pipelineExecutionId", SKIPPED, "no --execute PIPELINE --environment ENV"
+        )
+    else:
+        yield _execute(hook, project_id, *execute)
     path = f"/v1/projects/{project_id}/streaming-pipelines"
     response = hook.send_as_is("POST", path, json={})
     fact = _problem_fact("an invalid create answers 400 as a problem with a type", response, 400)
@@ -163,13 +289,19 @@ def _writes(hook: DpcHook, project_id: str | None, definition: Path | None) -> I
 
 
 def probe(
-    hook: DpcHook, *, project_id: str | None = None, write: bool = False, definition: Path | None = None
+    hook: DpcHook,
+    *,
+    project_id: str | None = None,
+    write: bool = False,
+    definition: Path | None = None,
+    execute: tuple[str, str] | None = None,
 ) -> list[Fact]:
-    """Every fact's verdict, reads first; ``write`` adds the checks that send a create."""
+    """Every fact's verdict, reads first; ``write`` adds the checks that send a create and, with
+    ``execute`` (a published pipeline and its environment), an execute."""
     facts = list(_reads(hook, project_id))
     if write:
         chosen = project_id or _first_project(hook)
-        facts.extend(_writes(hook, chosen, definition))
+        facts.extend(_writes(hook, chosen, definition, execute))
     return facts
 
 
@@ -186,12 +318,17 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     parser.add_argument("--project-id", help="the project to look in (default: the first visible)")
     parser.add_argument("--write", action="store_true", help="also check the answers of creates (see above)")
     parser.add_argument("--definition", type=Path, help="with --write: a throwaway pipeline to create and delete")
+    parser.add_argument("--execute", metavar="PIPELINE", help="with --write: a published pipeline to run once")
+    parser.add_argument("--environment", help="with --execute: the environment to run it in")
     args = parser.parse_args(argv)
+    if bool(args.execute) != bool(args.environment) or (args.execute and not args.write):
+        parser.error("--execute and --environment go together, with --write")
     from airflow_provider_dpc.hooks.dpc import DpcHook
 
     hook = DpcHook(args.conn_id)
     try:
-        facts = probe(hook, project_id=args.project_id, write=args.write, definition=args.definition)
+        execute = (args.execute, args.environment) if args.execute else None
+        facts = probe(hook, project_id=args.project_id, write=args.write, definition=args.definition, execute=execute)
     finally:
         hook.close()
     for fact in facts:

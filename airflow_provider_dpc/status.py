@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_dpc import exceptions
 from airflow_provider_dpc.enums import ExecutionStatus, PipelineStatus
@@ -23,6 +23,9 @@ from airflow_provider_dpc.exceptions import (
     DpcPipelineExecutionError,
     DpcPipelineStateError,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_dpc.models import PipelineExecution
 
 HISTORY_LENGTH = 10
 
@@ -54,6 +57,19 @@ def statuses(
     if isinstance(values, str):
         values = [values]
     return tuple(kind.status_type(v) for v in values)
+
+
+class Reading(NamedTuple):
+    """One read of a watched resource: its status, and whether it says it has finished (an
+    execution's ``finishedAt``; a streaming pipeline never does)."""
+
+    status: Status
+    finished: bool = False
+
+    @classmethod
+    def of(cls, execution: PipelineExecution) -> Reading:
+        """What a read of ``execution`` says: its status, and whether DPC says it finished."""
+        return cls(execution.status, execution.finished)
 
 
 @dataclass(frozen=True)
@@ -179,13 +195,18 @@ class StatusWatch:
         self.deadline = math.inf if deadline is None else deadline
         self.history = list(history)[-HISTORY_LENGTH:]
 
-    def observe(self, status: Status, now: float) -> WaitResult | None:
-        """The result once ``status`` ends the wait, else None (keep waiting)."""
+    def observe(self, reading: Reading | Status, now: float) -> WaitResult | None:
+        """The result once the status read ends the wait, else None (keep waiting).
+
+        A :class:`Reading` that says the resource has finished fails the wait short of the goal,
+        whatever the status, so a status nobody documented cannot hold a wait until its timeout.
+        """
+        status, finished = reading if isinstance(reading, Reading) else (reading, False)
         if not self.history or self.history[-1] != str(status):
             self.history = [*self.history, str(status)][-HISTORY_LENGTH:]
         if status in self.goal.target:
             return self._result(Verdict.REACHED, now, status)
-        if status in self.goal.failure and now - self.started_at >= self.goal.grace_period:
+        if finished or (status in self.goal.failure and now - self.started_at >= self.goal.grace_period):
             return self._result(Verdict.FAILED, now, status)
         if now >= self.deadline:
             return self._result(Verdict.TIMED_OUT, now, status)
@@ -252,6 +273,8 @@ def conclude(
             f"{result.message}; recent statuses: {seen}"
         )
         raise _api_error_class(result.error_type)(text, status_code=result.status_code) from result.cause
+    if result.verdict is Verdict.FAILED and not kind.status_type(result.status or "").is_known:
+        text += f"; DPC says the {kind} has finished, with a status this provider does not know"
     if detail:
         text += f"; {detail}"
     if execution_message:
@@ -282,10 +305,30 @@ def _api_error_class(name: str | None) -> type[DpcApiError]:
 # ---- pipeline executions ------------------------------------------------------------------------
 
 #: An execution that ended any other way than SUCCESS failed its task (SKIPPED too: the pipeline
-#: did not run, so what follows would read stale data). UNKNOWN, RUNNING and CANCELLING are waited through.
-EXECUTION_FAILURES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.SKIPPED)
-#: Statuses of an execution still under way: a retried task reattaches to such an execution.
-EXECUTION_ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.UNKNOWN)
+#: did not run, so what follows would read stale data; FORBIDDEN, which the service answers though
+#: the reference does not list it). RUNNING and CANCELLING are waited through, and so are UNKNOWN and
+#: statuses nobody documented until DPC says the execution has finished (see :func:`ask_if_finished`).
+EXECUTION_FAILURES = (
+    ExecutionStatus.FAILED,
+    ExecutionStatus.CANCELLED,
+    ExecutionStatus.SKIPPED,
+    ExecutionStatus.FORBIDDEN,
+)
+#: Statuses that say by themselves whether an execution has ended.
+_EXECUTION_TELLING = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING, ExecutionStatus.SUCCESS})
+
+
+def ask_if_finished(status: ExecutionStatus) -> bool:
+    """Whether a wait that read ``status`` must also read whether the execution has finished: for
+    UNKNOWN and any status nobody documented, which say nothing about it by themselves."""
+    return status not in _EXECUTION_TELLING and status not in EXECUTION_FAILURES
+
+
+def execution_under_way(reading: Reading) -> bool:
+    """Whether an execution still runs: RUNNING, or a status that does not tell while DPC has not
+    said it finished. A retried task waits for such an execution of its earlier try."""
+    status = ExecutionStatus(reading.status)
+    return status is ExecutionStatus.RUNNING or (ask_if_finished(status) and not reading.finished)
 
 
 def execution_goal() -> StatusGoal:

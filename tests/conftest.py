@@ -130,13 +130,15 @@ def dpc_conn(conn_env: ConnEnv) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> None:
-    """Each test starts with no cached access token and a full request budget, so token-grant
-    counts and waits are its own."""
+    """Each test starts with no cached access token, a full request budget and no route known to
+    be missing, so token-grant counts, waits and fallbacks are its own."""
     from airflow_provider_dpc.hooks._budget import BUDGETS
+    from airflow_provider_dpc.hooks._calls import NO_STATUS_ROUTE
     from airflow_provider_dpc.hooks._protocol import TOKENS
 
     TOKENS.clear()
     BUDGETS.clear()
+    NO_STATUS_ROUTE.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -36,7 +36,7 @@ def pipelines(hook: DpcHook, n: int, start: bool = False) -> list[str]:
 
 
 def trigger(
-    conn_id: str, pipeline_id: str, interval: float, goal: StatusGoal | None = None
+    conn_id: str, pipeline_id: str, interval: float, goal: StatusGoal | None = None, deadline: float | None = None
 ) -> DpcStreamingPipelineTrigger:
     return DpcStreamingPipelineTrigger(
         dpc_conn_id=conn_id,
@@ -45,6 +45,7 @@ def trigger(
         goal=(goal or StatusGoal.of("STREAMING")).to_dict(),
         poll_interval=interval,
         started_at=time.time(),
+        deadline=deadline,
         retry_policy={"max_attempts": 8, "backoff_base": 0.05, "backoff_max": 0.2, "max_elapsed": 60},
     )
 
@@ -55,12 +56,15 @@ async def all_events(triggers: list[DpcStreamingPipelineTrigger]) -> list[Any]:
 
 def test_waits_on_one_pipeline_share_one_read_per_interval(conn_env: Any, fresh_emulator: Any) -> None:
     conn = conn_env("budget")
+    # SNAPSHOTTING lasts ten poll intervals, so the waits for it see it whatever the machine's load.
+    fresh_emulator.configure(snapshotting_seconds=2.0)
     (pipeline_id,) = pipelines(DpcHook(conn), 1, start=True)
     reads_before = requests_to(fresh_emulator, "GET", STATUS)
     interval, waits = 0.2, 20
     # Half wait for SNAPSHOTTING, half for STREAMING: each wait judges the shared answers by its own goal.
     goals = [StatusGoal.of("SNAPSHOTTING"), StatusGoal.of("STREAMING")] * (waits // 2)
-    triggers = [trigger(conn, pipeline_id, interval, goal) for goal in goals]
+    deadline = time.time() + 60  # a wait that misses its status times out instead of hanging the test
+    triggers = [trigger(conn, pipeline_id, interval, goal, deadline) for goal in goals]
     started = time.monotonic()
     events = asyncio.run(all_events(triggers))
     elapsed = time.monotonic() - started

@@ -574,6 +574,30 @@ def _lineage_warning(s: Situation) -> str:
     return record.getMessage()
 
 
+def _run(s: Situation, pipeline: str) -> str:
+    from airflow_provider_dpc.operators.pipeline_execution import DpcRunPipelineOperator
+
+    op = DpcRunPipelineOperator(
+        task_id="run",
+        project_id=PROJECT_ID,
+        environment_name="Environment-1",
+        pipeline_name=pipeline,
+        poll_interval=0.1,
+        timeout=30,
+        dpc_retry_policy=FAST,
+    )
+    return message_of(lambda: op.execute(context()))
+
+
+def _ambiguous_pipeline_name(s: Situation) -> str:
+    hook = s.hook()
+    for name in ("Load orders", "Archived load orders"):  # orders/ and archive/Load orders.orch.yaml
+        hook.execute_pipeline(
+            PROJECT_ID, pipeline_name=name, environment_name="Environment-1", scalar_variables={"emulator.seconds": 30}
+        )
+    return message_of(lambda: hook.find_running_execution(PROJECT_ID, "Load orders", "Environment-1"))
+
+
 TRIGGERS: dict[str, Callable[[Situation], str]] = {
     "missing-connection": _missing_connection,
     "no-credentials": _no_credentials,
@@ -598,6 +622,9 @@ TRIGGERS: dict[str, Callable[[Situation], str]] = {
     "not-json": _not_json,
     "bad-command": _bad_command,
     "lineage-warning": _lineage_warning,
+    "execution-failed": lambda s: _run(s, "Failing pipeline"),
+    "execution-finished-unknown": lambda s: _run(s, "Terminated pipeline"),
+    "ambiguous-pipeline-name": _ambiguous_pipeline_name,
 }
 
 

@@ -573,6 +573,101 @@ def test_bad_admin_settings_are_rejected(fresh_emulator: EmulatorProcess) -> Non
     assert fresh_emulator.configure(status_case="lower")["status_case"] == "lower"
 
 
+# --- Pipeline executions in the service's observed shapes and the reference's ------------------------
+
+EXECUTIONS = f"/v1/projects/{PROJECT_ID}/pipeline-executions"
+
+
+def _execute(api: httpx.Client, name: str, **body: Any) -> httpx.Response:
+    return api.post(EXECUTIONS, json={"pipelineName": name, "environmentName": "Environment-1", **body})
+
+
+def test_executions_answer_as_the_service_is_observed_to_by_default(api: httpx.Client) -> None:
+    created = _execute(api, "Load orders", scalarVariables={"emulator.seconds": 0})
+    assert created.status_code == 201
+    execution_id = created.json()["pipelineExecutionId"]
+    details = api.get(f"{EXECUTIONS}/{execution_id}").json()
+    assert list(details) == ["result"]  # wrapped, and without the ids
+    assert not {"projectId", "pipelineExecutionId"} & set(details["result"])
+    assert (details["result"]["status"], details["result"]["pipelineName"]) == (
+        "SUCCESS", "orders/Load orders.orch.yaml"
+    )  # fmt: skip
+    first = api.get(f"{EXECUTIONS}/{execution_id}/steps", params={"page": 0, "size": 3}).json()
+    assert (first["page"], first["size"], first["total"]) == (0, 3, 4)
+    assert [set(step) for step in first["results"]] == [{"id", "name", "result"}] * 3
+    assert [sorted(step["result"]) for step in first["results"][:2]] == [
+        ["finishedAt", "message", "startedAt", "status"], ["message", "status"]  # some ended steps have no times
+    ]  # fmt: skip
+    second = api.get(f"{EXECUTIONS}/{execution_id}/steps", params={"page": 1, "size": 3}).json()
+    assert [step["name"] for step in second["results"]] == ["End"]
+    listed = api.get("/v1/pipeline-executions", params={"projectId": PROJECT_ID}).json()["results"]
+    assert listed[0]["pipelineExecutionId"] == execution_id  # list items stay flat
+
+
+def test_executions_answer_as_the_reference_shows_when_set_to(
+    api: httpx.Client, fresh_emulator: EmulatorProcess
+) -> None:
+    fresh_emulator.configure(api_shape="documented")
+    created = _execute(api, "Pipeline 1", scalarVariables={"emulator.seconds": 0})
+    assert created.status_code == 200
+    execution_id = created.json()["pipelineExecutionId"]
+    details = api.get(f"{EXECUTIONS}/{execution_id}").json()
+    assert (details["pipelineExecutionId"], details["projectId"], details["status"]) == (
+        execution_id, PROJECT_ID, "SUCCESS"
+    )  # fmt: skip
+    steps = api.get(f"{EXECUTIONS}/{execution_id}/steps").json()
+    assert list(steps) == ["results"]
+    assert [(step["name"], step["status"]) for step in steps["results"]] == [
+        ("Start", "SUCCESS"), ("Run", "SUCCESS"), ("End", "SUCCESS")
+    ]  # fmt: skip
+
+
+def test_the_executions_list_matches_names_partially_and_in_any_case(api: httpx.Client) -> None:
+    ids = {name: _execute(api, name).json()["pipelineExecutionId"] for name in ("Pipeline 1", "Pipeline 10")}
+    found = api.get("/v1/pipeline-executions", params={"pipelineName": "pipeline 1"}).json()["results"]
+    assert {e["pipelineExecutionId"] for e in found} == set(ids.values())
+
+
+def test_a_pipeline_is_executed_by_its_name_or_its_file_path(api: httpx.Client) -> None:
+    for name in ("Load orders", "orders/Load orders", "orders/Load orders.orch.yaml"):
+        assert _execute(api, name).status_code == 201, name
+    ambiguous = _execute(api, "Load orders.orch.yaml")  # in orders/ and in archive/
+    assert ambiguous.status_code == 400
+    assert "'orders/Load orders.orch.yaml', 'archive/Load orders.orch.yaml'" in ambiguous.json()["detail"]
+    bad = _execute(api, "Pipeline 1", scalarVariables={"emulator.seconds": "soon"})
+    assert bad.json()["validation-errors"] == [
+        {"field": "scalarVariables.emulator.seconds", "message": "must be a number of seconds from 0 to 86400"}
+    ]
+
+
+def test_published_pipelines_are_listed_per_environment(api: httpx.Client) -> None:
+    path = f"/v1/projects/{PROJECT_ID}/published-pipelines"
+    names = [
+        p["name"] for p in api.get(path, params={"environmentName": "Environment-1", "size": 100}).json()["results"]
+    ]
+    assert "Forbidden pipeline" in names
+    assert api.get(path, params={"environmentName": "Other"}).json()["results"] == []
+
+
+@pytest.mark.parametrize("route", ["404", "405"])
+def test_the_execution_status_route_can_be_missing(
+    api: httpx.Client, fresh_emulator: EmulatorProcess, route: str
+) -> None:
+    execution_id = _execute(api, "Long pipeline").json()["pipelineExecutionId"]
+    assert api.get(f"{EXECUTIONS}/{execution_id}/status").json() == {"status": "RUNNING"}
+    fresh_emulator.configure(execution_status_route=route)
+    assert api.get(f"{EXECUTIONS}/{execution_id}/status").status_code == int(route)
+    assert api.get(f"{EXECUTIONS}/{execution_id}").status_code == 200
+
+
+def test_seeded_executions_end_forbidden_or_with_a_status_nobody_documented(api: httpx.Client) -> None:
+    body = {"scalarVariables": {"emulator.seconds": 0}}
+    for name, status in (("Forbidden pipeline", "FORBIDDEN"), ("Terminated pipeline", "TERMINATED")):
+        execution_id = _execute(api, name, **body).json()["pipelineExecutionId"]
+        details = api.get(f"{EXECUTIONS}/{execution_id}").json()["result"]
+        assert (details["status"], bool(details["finishedAt"]), bool(details["message"])) == (status, True, True)
+
+
 # --- OpenAPI --------------------------------------------------------------------------------------
 
 
@@ -632,13 +727,13 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
     ]  # fmt: skip
     assert schemas["PipelineCommand"]["enum"] == ["START", "STOP"]
     assert schemas["ExecutionStatus"]["enum"] == [
-        "RUNNING", "SUCCESS", "FAILED", "CANCELLING", "CANCELLED", "SKIPPED", "UNKNOWN"
+        "RUNNING", "SUCCESS", "FAILED", "CANCELLING", "CANCELLED", "SKIPPED", "UNKNOWN", "FORBIDDEN"
     ]  # fmt: skip
     execute = doc["paths"][project + "/pipeline-executions"]["post"]
     assert execute["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ExecutionRequest"
     }
-    assert {"200", "400", "404", "409", "410"} <= set(execute["responses"])
+    assert {"201", "400", "404", "409", "410"} <= set(execute["responses"])
     assert {"pipelineName", "environmentName"} <= set(schemas["ExecutionRequest"]["required"])
     status = doc["paths"][pipeline + "/status"]["get"]["responses"]["200"]
     assert status["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/StatusAnswer"}
@@ -712,10 +807,10 @@ def test_emulator_process_with_a_custom_seed_prints_its_address() -> None:
         body = {"pipelineName": "Nightly load", "environmentName": "Env"}
         execution_id = httpx.post(executions, json=body, headers=headers).json()["pipelineExecutionId"]
         time.sleep(0.3)
-        details = httpx.get(f"{executions}/{execution_id}", headers=headers).json()
+        details = httpx.get(f"{executions}/{execution_id}", headers=headers).json()["result"]
         assert (details["status"], details["message"]) == ("FAILED", "Warehouse suspended")
         steps = httpx.get(f"{executions}/{execution_id}/steps", headers=headers).json()["results"]
-        assert [(s["name"], s["status"]) for s in steps] == [("Extract", "SUCCESS"), ("Load", "FAILED")]
+        assert [(s["name"], s["result"]["status"]) for s in steps] == [("Extract", "SUCCESS"), ("Load", "FAILED")]
         log_path = process.log_path
     assert log_path is not None
     assert not log_path.exists()

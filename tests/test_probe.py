@@ -22,13 +22,21 @@ from tests.guide import GUIDE, PROJECT_ID
 pytestmark = pytest.mark.every_line
 
 
+def run_executions(hook: DpcHook, *names: str) -> None:
+    for name in names:
+        hook.execute_pipeline(
+            PROJECT_ID, pipeline_name=name, environment_name="Environment-1", scalar_variables={"emulator.seconds": 0}
+        )
+
+
 def test_every_fact_is_confirmed_by_the_emulator_read_only(conn_env: Any, fresh_emulator: Any) -> None:
     hook = DpcHook(conn_env("probe"))
     hook.create_streaming_pipeline(PROJECT_ID, GUIDE_BODY())
+    run_executions(hook, "Forbidden pipeline", "Load orders")
     before = fresh_emulator.stats()["requests"]
     facts = probe(hook)
     assert [f.verdict for f in facts] == [CONFIRMED] * len(facts), "\n".join(map(str, facts))
-    assert len(facts) == 7
+    assert len(facts) == 15
     after = fresh_emulator.stats()["requests"]
     writes = [r for r in after if r.split()[0] in ("POST", "PUT", "DELETE", "PATCH") and "/oauth/" not in r]
     assert {r: after[r] for r in writes} == {r: before[r] for r in writes}  # only the test's own create
@@ -38,13 +46,30 @@ def test_the_command_writes_only_when_asked_and_cleans_up(conn_env: Any, fresh_e
     env = {**os.environ, "AIRFLOW_CONN_PROBE": os.environ[f"AIRFLOW_CONN_{conn_env('probe').upper()}"]}
     command = [sys.executable, "-m", "airflow_provider_dpc.probe", "--conn-id", "probe", "--project-id", PROJECT_ID]
     definition = str(GUIDE / "create_request.json")
-    result = subprocess.run([*command, "--write", "--definition", definition], env=env, capture_output=True, text=True)
+    execute = ["--execute", "Pipeline 1", "--environment", "Environment-1"]
+    result = subprocess.run(
+        [*command, "--write", "--definition", definition, *execute], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[-1] == "11 confirmed, 0 contradicted, 1 skipped", result.stdout  # no pipeline to read a status of
+    # Skipped: no pipeline to read a status of, no execution yet to read the execution facts from.
+    assert lines[-1] == "13 confirmed, 0 contradicted, 3 skipped", result.stdout
+    assert any(line.startswith("confirmed     an execute answers 201 with pipelineExecutionId") for line in lines)
     assert any(line.startswith("confirmed     a command answers 200 with no body") for line in lines)
     assert fresh_emulator.stats()["pipelines_created"] == 1
     assert DpcHook("probe").list_streaming_pipelines(PROJECT_ID) == []  # the throwaway pipeline is gone
+
+
+def test_the_references_execution_shapes_are_contradictions(conn_env: Any, fresh_emulator: Any) -> None:
+    fresh_emulator.configure(api_shape="documented", execution_status_route="404")
+    hook = DpcHook(conn_env("probe"))
+    run_executions(hook, "Pipeline 1")
+    facts = {f.name: f for f in probe(hook)}
+    wrapped = facts["execution details come wrapped in result, without projectId"]
+    assert (wrapped.verdict, wrapped.evidence.split(", ", 1)[1]) == ("contradicted", "flat, with projectId")
+    assert facts["the execution status route answers {status}"].verdict == "contradicted"
+    assert facts["steps come as a page, each step's status and message under its result"].verdict == "contradicted"
+    assert facts["the executions list matches pipelineName partially and in any case"].verdict == "confirmed"
 
 
 def test_a_contradiction_fails_the_command(conn_env: Any, fresh_emulator: Any) -> None:

@@ -88,6 +88,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=["validation-errors", "violations"],
         help="shape of field errors in 400 answers",
     )
+    add(
+        "--api-shape",
+        _DEFAULTS.api_shape,
+        choices=["observed", "documented"],
+        help="pipeline execution answers as the service gives them, or as the API reference shows them",
+    )
+    add(
+        "--execution-status-route",
+        _DEFAULTS.execution_status_route,
+        choices=["present", "404", "405"],
+        help="serve GET .../pipeline-executions/{id}/status, or answer it 404 or 405",
+    )
     add("--seed", None, help="JSON file of projects and environments replacing the guide's")
     add("--faults", None, _faults, help="initial faults, as the body of PUT /_emulator/faults")
     add("--log-level", _DEFAULTS.log_level, choices=LOG_LEVELS, help="log level")
@@ -115,6 +127,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         rate_window=args.rate_window,
         status_case=args.status_case,
         error_style=args.error_style,
+        api_shape=args.api_shape,
+        execution_status_route=args.execution_status_route,
         seed=load_seed(args.seed) if args.seed else _DEFAULTS.seed,
         faults=faults or {},
         log_level=args.log_level,

@@ -19,7 +19,13 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.responses import Response
 
-from airflow_provider_dpc.emulator.executions import Execution, decode_token, encode_token
+from airflow_provider_dpc.emulator.executions import (
+    SECONDS_VARIABLE,
+    Execution,
+    decode_token,
+    encode_token,
+    run_seconds,
+)
 from airflow_provider_dpc.emulator.problems import ApiJSONResponse, ProblemError, read_json_object
 from airflow_provider_dpc.emulator.runtime import Emulator
 from airflow_provider_dpc.emulator.state import Pipeline, definition_marks
@@ -29,9 +35,11 @@ from airflow_provider_dpc.models import (
     Environment,
     ExecutionAnswer,
     ExecutionCancel,
+    ExecutionEnvelope,
     ExecutionRequest,
     ExecutionStatusAnswer,
     ExecutionStep,
+    FieldError,
     Page,
     PipelineExecution,
     PipelineStatus,
@@ -349,15 +357,24 @@ def _execution(request: Request, raw_project: str, raw: str) -> Execution:
     summary="List published pipelines (only these can be executed)",
 )
 async def list_published_pipelines(
-    request: Request, project_id: ProjectId, page: PageNumber = 0, size: PageSize = DEFAULT_SIZE
+    request: Request,
+    project_id: ProjectId,
+    page: PageNumber = 0,
+    size: PageSize = DEFAULT_SIZE,
+    environment_name: Annotated[str | None, Query(alias="environmentName")] = None,
 ) -> Response:
     published = _emulator(request).state.published_pipelines(_project(request, project_id))
-    items = [{"name": p.name, "publishedTime": p.published_time} for p in published]
+    items = [
+        {"name": p.name, "publishedTime": p.published_time}
+        for p in published
+        if environment_name is None or p.environment_name == environment_name
+    ]
     return _page(request, list({item["name"]: item for item in items}.values()), page, size)
 
 
 @router.post(
     "/projects/{projectId}/pipeline-executions",
+    status_code=201,
     response_model=ExecutionAnswer,
     responses={
         **_body,
@@ -372,12 +389,24 @@ async def execute_pipeline(request: Request, project_id: ProjectId, body: Execut
     state = _emulator(request).state
     if not any(env.get("name") == body.environment_name for env in state.environments(known)):
         raise ProblemError(404, f"Environment '{_shown(body.environment_name)}' was not found in project {known}")
-    pipeline = state.published(known, body.environment_name, body.pipeline_name)
-    if pipeline is None:
+    found = state.published(known, body.environment_name, body.pipeline_name)
+    if not found:
         raise ProblemError(
             404,
             f"Pipeline '{_shown(body.pipeline_name)}' is not published in environment '{body.environment_name}'",
         )
+    if len(found) > 1:
+        paths = ", ".join(f"'{p.answered_name}'" for p in found)
+        raise ProblemError(400, f"Pipeline name '{_shown(body.pipeline_name)}' is ambiguous: {paths}")
+    (pipeline,) = found
+    try:
+        run_seconds(body, pipeline)
+    except ValueError as exc:
+        raise ProblemError(
+            400,
+            INVALID_BODY["execute_pipeline"],
+            errors=[FieldError(f"scalarVariables.{SECONDS_VARIABLE}", str(exc))],
+        ) from None
     if pipeline.disabled:
         raise ProblemError(410, f"Pipeline '{pipeline.name}' is disabled")
     if body.execution_tag:
@@ -389,19 +418,21 @@ async def execute_pipeline(request: Request, project_id: ProjectId, body: Execut
                 f"environment '{body.environment_name}'",
             )
     execution = state.executions.start(known, pipeline, body)
-    return ApiJSONResponse({"pipelineExecutionId": execution.execution_id})
+    observed = _emulator(request).config.api_shape == "observed"
+    return ApiJSONResponse({"pipelineExecutionId": execution.execution_id}, status_code=201 if observed else 200)
 
 
 @router.get(
     "/projects/{projectId}/pipeline-executions/{pipelineExecutionId}",
-    response_model=PipelineExecution,
+    response_model=ExecutionEnvelope | PipelineExecution,
     responses=_execution_not_found,
-    summary="Get a pipeline execution",
+    summary="Get a pipeline execution (wrapped in 'result', without the ids, as the service answers)",
 )
 async def get_execution(request: Request, project_id: ProjectId, execution_id: ExecutionId) -> Response:
-    executions = _emulator(request).state.executions
+    emulator = _emulator(request)
+    executions = emulator.state.executions
     execution = _execution(request, project_id, execution_id)
-    return ApiJSONResponse(execution.body(executions.clock(), executions.wall))
+    return ApiJSONResponse(execution.body(executions.clock(), executions.wall, emulator.config.api_shape))
 
 
 @router.get(
@@ -412,6 +443,9 @@ async def get_execution(request: Request, project_id: ProjectId, execution_id: E
 )
 async def execution_status(request: Request, project_id: ProjectId, execution_id: ExecutionId) -> Response:
     emulator = _emulator(request)
+    route = emulator.config.execution_status_route
+    if route != "present":  # as a service without this route answers, before looking at the ids
+        raise ProblemError(int(route), "Not Found" if route == "404" else "Method Not Allowed")
     status = _execution(request, project_id, execution_id).settle(emulator.state.executions.clock())
     return _status_answer(emulator, status.value)
 
@@ -433,14 +467,24 @@ async def cancel_execution(
 
 @router.get(
     "/projects/{projectId}/pipeline-executions/{pipelineExecutionId}/steps",
-    response_model=TokenPage[ExecutionStep],
-    responses=_execution_not_found,
-    summary="Get a pipeline execution's step results",
+    response_model=Page[ExecutionStep],
+    responses={**_bad, **_execution_not_found},
+    summary="Get a pipeline execution's step results, a page at a time",
 )
-async def execution_steps(request: Request, project_id: ProjectId, execution_id: ExecutionId) -> Response:
-    executions = _emulator(request).state.executions
+async def execution_steps(
+    request: Request,
+    project_id: ProjectId,
+    execution_id: ExecutionId,
+    page: PageNumber = 0,
+    size: PageSize = DEFAULT_SIZE,
+) -> Response:
+    emulator = _emulator(request)
+    executions = emulator.state.executions
     execution = _execution(request, project_id, execution_id)
-    return ApiJSONResponse({"results": execution.steps(executions.clock(), executions.wall)})
+    steps = execution.steps(executions.clock(), executions.wall, emulator.config.api_shape)
+    if emulator.config.api_shape == "observed":
+        return _page(request, steps, page, size)
+    return ApiJSONResponse({"results": steps})
 
 
 @router.get(

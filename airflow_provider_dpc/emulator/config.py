@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -32,6 +32,13 @@ __all__ = [
 
 StatusCase = Literal["upper", "lower"]
 ErrorStyle = Literal["validation-errors", "violations"]
+#: How pipeline executions are answered: as clients that ran against the service found them
+#: ("observed": details wrapped in ``result`` without ``projectId``, steps nested and paged, 201 on
+#: execute), or as the API reference shows them ("documented": flat details and steps, 200).
+ApiShape = Literal["observed", "documented"]
+#: Whether ``GET .../pipeline-executions/{id}/status`` is served, or answers 404 or 405 as a
+#: service without that route would.
+StatusRoute = Literal["present", "404", "405"]
 
 # Settings that PUT /_emulator/config may change while the emulator runs.
 RUNTIME_SETTINGS = frozenset(
@@ -44,6 +51,8 @@ RUNTIME_SETTINGS = frozenset(
         "rate_window",
         "status_case",
         "error_style",
+        "api_shape",
+        "execution_status_route",
         "token_ttl",
     }
 )
@@ -57,9 +66,13 @@ class ConfigError(ValueError):
 class PublishedPipelineSeed(BaseModel):
     """A published pipeline the emulator can execute, and how its executions behave.
 
-    ``outcome`` is where an execution ends after ``seconds``: SUCCESS, FAILED (with ``message``), or
-    RUNNING, which runs until it is cancelled. A ``disabled`` pipeline answers 410 to an execute.
-    Fields may be written in snake_case or camelCase.
+    ``outcome`` is where an execution ends after ``seconds``: SUCCESS; FAILED, FORBIDDEN or any other
+    status in capitals (with ``message``), a status the API reference does not list included; or
+    RUNNING, which runs until it is cancelled. A scalar variable ``emulator.seconds`` of an execute
+    request sets ``seconds`` for that execution. A ``disabled`` pipeline answers 410 to an execute.
+    ``file_path`` (``orders/load.orch.yaml``) is the name execution answers carry, as the service's
+    do; an execute may name the pipeline by ``name`` or by that path, with or without its folder
+    and suffix. Fields may be written in snake_case or camelCase.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
@@ -68,11 +81,17 @@ class PublishedPipelineSeed(BaseModel):
     environment_name: str
     name: str
     published_time: str = "2026-01-05T09:00:00Z"
-    outcome: Literal["SUCCESS", "FAILED", "RUNNING"] = "SUCCESS"
+    outcome: Annotated[str, Field(pattern=r"^[A-Z][A-Z_]*$")] = "SUCCESS"
     seconds: float = Field(default=2.0, ge=0, le=86400)
     message: str | None = None
     disabled: bool = False
     steps: list[str] = Field(default_factory=lambda: ["Start", "Run", "End"], min_length=1)
+    file_path: str | None = None
+
+    @property
+    def answered_name(self) -> str:
+        """The pipeline's name in execution answers."""
+        return self.file_path or self.name
 
 
 class Seed(BaseModel):
@@ -145,6 +164,38 @@ DEFAULT_SEED = Seed(
         PublishedPipelineSeed(
             project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="Disabled pipeline", disabled=True
         ),
+        # What the service answers beyond its reference: a status it does not list, one nobody
+        # documented, pipeline names as file paths, and a name inside another ("Pipeline 1").
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID,
+            environment_name="Environment-1",
+            name="Forbidden pipeline",
+            outcome="FORBIDDEN",
+            seconds=1.0,
+            message="The agent is not permitted to run pipelines of this project.",
+        ),
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID,
+            environment_name="Environment-1",
+            name="Terminated pipeline",
+            outcome="TERMINATED",
+            seconds=1.0,
+            message="Terminated by an administrator.",
+        ),
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID,
+            environment_name="Environment-1",
+            name="Load orders",
+            file_path="orders/Load orders.orch.yaml",
+            steps=["Start", "Extract orders", "Load orders", "End"],
+        ),
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID,
+            environment_name="Environment-1",
+            name="Archived load orders",
+            file_path="archive/Load orders.orch.yaml",
+        ),
+        PublishedPipelineSeed(project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="Pipeline 10"),
     ],
 )
 
@@ -187,6 +238,8 @@ class EmulatorConfig:
     rate_window: float = 60.0
     status_case: StatusCase = "upper"
     error_style: ErrorStyle = "validation-errors"
+    api_shape: ApiShape = "observed"
+    execution_status_route: StatusRoute = "present"
     seed: Seed = DEFAULT_SEED
     faults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     log_level: str = "warning"
@@ -214,6 +267,12 @@ class EmulatorConfig:
             raise ConfigError(f"status_case must be 'upper' or 'lower', got {self.status_case!r}")
         if self.error_style not in ("validation-errors", "violations"):
             raise ConfigError(f"error_style must be 'validation-errors' or 'violations', got {self.error_style!r}")
+        if self.api_shape not in ("observed", "documented"):
+            raise ConfigError(f"api_shape must be 'observed' or 'documented', got {self.api_shape!r}")
+        if self.execution_status_route not in ("present", "404", "405"):
+            raise ConfigError(
+                f"execution_status_route must be 'present', '404' or '405', got {self.execution_status_route!r}"
+            )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if not self.client_id or not self.client_secret:

@@ -2,12 +2,16 @@
 
 Status machine of one execution (``seconds`` and ``outcome`` come from the published pipeline's seed)::
 
-    RUNNING --seconds--> SUCCESS | FAILED          (outcome RUNNING: runs until cancelled)
+    RUNNING --seconds--> SUCCESS | FAILED | FORBIDDEN | ...   (outcome RUNNING: runs until cancelled)
     RUNNING --cancel--> CANCELLING --cancelling_seconds--> CANCELLED
     RUNNING --cancel with forceUpdate--> CANCELLED
 
 Cancelling an execution that has ended, or is already cancelling, changes nothing. Statuses are
 computed lazily from the clock whenever an execution is read, as for streaming pipelines.
+
+Answers come in the shape the emulator is set to (``api_shape``): "observed", as clients that ran
+against the service found them (details wrapped in ``result`` without the ids, steps nested under
+``result`` and paged, some ended steps without times), or "documented", flat as the reference shows.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from typing import Any
 from airflow_provider_dpc.emulator.config import PublishedPipelineSeed
 from airflow_provider_dpc.models import ExecutionRequest, ExecutionStatus
 
-__all__ = ["Execution", "ExecutionStore", "decode_token", "encode_token"]
+__all__ = ["SECONDS_VARIABLE", "Execution", "ExecutionStore", "decode_token", "encode_token", "run_seconds"]
 
 Clock = Callable[[], float]
-_ENDED = frozenset({ExecutionStatus.SUCCESS, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+_UNDER_WAY = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING})
+#: The scalar variable of an execute request that sets how long that execution runs, in seconds.
+SECONDS_VARIABLE = "emulator.seconds"
 
 
 @dataclasses.dataclass
@@ -40,6 +46,7 @@ class Execution:
     request: ExecutionRequest
     started: float  # clock time
     started_wall: float  # epoch seconds, for startedAt
+    run_seconds: float  # from RUNNING to the seeded outcome
     status: ExecutionStatus = ExecutionStatus.RUNNING
     since: float = 0.0
     phase_seconds: float = 0.0
@@ -54,8 +61,8 @@ class Execution:
         end = self.since + self.phase_seconds
         if self.status is ExecutionStatus.RUNNING and self.pipeline.outcome != "RUNNING" and now >= end:
             self.status, self.since = ExecutionStatus(self.pipeline.outcome), end
-            if self.status is ExecutionStatus.FAILED:
-                self.message = self.pipeline.message or "The pipeline failed"
+            if self.status is not ExecutionStatus.SUCCESS:
+                self.message = self.pipeline.message or f"The pipeline ended {self.status}"
         elif self.status is ExecutionStatus.CANCELLING and now >= end:
             self.status, self.since = ExecutionStatus.CANCELLED, end
         return self.status
@@ -68,46 +75,58 @@ class Execution:
             if force or cancelling_seconds == 0:
                 self.status = ExecutionStatus.CANCELLED
 
-    def body(self, now: float, wall: Callable[[float], str]) -> dict[str, Any]:
-        """The execution as ``GET .../pipeline-executions/{id}`` returns it."""
+    def body(self, now: float, wall: Callable[[float], str], shape: str = "documented") -> dict[str, Any]:
+        """The execution as ``GET .../pipeline-executions/{id}`` answers it in ``shape``: observed,
+        wrapped in ``result`` without the execution's and the project's ids; documented, flat."""
         status = self.settle(now)
-        return {
+        details = {
             "pipelineExecutionId": self.execution_id,
-            "pipelineName": self.pipeline.name,
+            "pipelineName": self.pipeline.answered_name,
             "environmentName": self.pipeline.environment_name,
             "projectId": self.project_id,
             "pipelineType": "ORCHESTRATION",
             "status": status.value,
             "startedAt": _iso(self.started_wall),
-            "finishedAt": wall(self.since) if status in _ENDED else None,
+            "finishedAt": None if status in _UNDER_WAY else wall(self.since),
             "message": self.message,
             "trigger": "API",
             "scheduleId": None,
             "user": None,
         }
+        if shape == "observed":
+            del details["pipelineExecutionId"], details["projectId"]
+            return {"result": details}
+        return details
 
-    def steps(self, now: float, wall: Callable[[float], str]) -> list[dict[str, Any]]:
-        """One result per seeded step: those done, the one running, and where a failure stopped."""
+    def steps(self, now: float, wall: Callable[[float], str], shape: str = "documented") -> list[dict[str, Any]]:
+        """One result per seeded step: those done, the one running, and where a failure stopped.
+
+        Observed: ``{"id", "name", "result": {status, message, times}}``, and every second ended
+        step without times; documented: flat ``{"name", "status", "message", times}``.
+        """
         status = self.settle(now)
         names = self.pipeline.steps
         if status is ExecutionStatus.SUCCESS:
             done = len(names)
         else:
-            share = (now - self.started) / self.pipeline.seconds if self.pipeline.seconds else 1.0
+            share = (now - self.started) / self.run_seconds if self.run_seconds else 1.0
             done = min(len(names) - 1, int(share * len(names)))
         current = "RUNNING" if status is ExecutionStatus.RUNNING else status.value
         results = []
         for index, name in enumerate(names[: done + 1]):
             finished = index < done
-            results.append(
-                {
-                    "name": name,
-                    "status": "SUCCESS" if finished else current,
-                    "message": None if finished else self.message,
-                    "startedAt": _iso(self.started_wall),
-                    "finishedAt": None if not finished and status is ExecutionStatus.RUNNING else wall(self.since),
-                }
-            )
+            result: dict[str, Any] = {
+                "status": "SUCCESS" if finished else current,
+                "message": None if finished else self.message,
+                "startedAt": _iso(self.started_wall),
+                "finishedAt": None if not finished and status is ExecutionStatus.RUNNING else wall(self.since),
+            }
+            if shape != "observed":
+                results.append({"name": name, **result})
+                continue
+            if finished and index % 2:
+                del result["startedAt"], result["finishedAt"]
+            results.append({"id": f"{self.execution_id[:8]}-{index}", "name": name, "result": result})
         return results
 
 
@@ -125,6 +144,7 @@ class ExecutionStore:
 
     def start(self, project_id: str, pipeline: PublishedPipelineSeed, request: ExecutionRequest) -> Execution:
         now = self.clock()
+        seconds = run_seconds(request, pipeline)
         execution = Execution(
             execution_id=str(uuid.uuid4()),
             project_id=project_id,
@@ -132,8 +152,9 @@ class ExecutionStore:
             request=request,
             started=now,
             started_wall=self._epoch_offset + now,
+            run_seconds=seconds,
             since=now,
-            phase_seconds=pipeline.seconds,
+            phase_seconds=seconds,
         )
         self.executions[execution.execution_id] = execution
         return execution
@@ -163,18 +184,38 @@ class ExecutionStore:
         status: str | None,
         started_after: datetime | None,
     ) -> list[Execution]:
-        """Executions of ``project_ids`` passing the list's filters, newest first."""
+        """Executions of ``project_ids`` passing the list's filters, newest first.
+
+        ``pipeline_name`` matches as the API documents it: partially and in any case, so "Pipeline 1"
+        also finds "Pipeline 10".
+        """
         now, projects = self.clock(), set(project_ids)
         after = None if started_after is None else started_after.timestamp()
+        part = None if pipeline_name is None else pipeline_name.casefold()
         return [
             e
             for e in reversed(self.executions.values())
             if e.project_id in projects
-            and (pipeline_name is None or e.pipeline.name == pipeline_name)
+            and (part is None or part in e.pipeline.answered_name.casefold() or part in e.pipeline.name.casefold())
             and (environment_name is None or e.pipeline.environment_name == environment_name)
             and (status is None or e.settle(now).value == status.upper())
             and (after is None or e.started_wall > after)
         ]
+
+
+def run_seconds(request: ExecutionRequest, pipeline: PublishedPipelineSeed) -> float:
+    """How long an execution runs: the request's ``emulator.seconds`` variable, else the seed's;
+    raises ValueError for a value that is not a number of seconds from 0 to 86400."""
+    value = (request.scalar_variables or {}).get(SECONDS_VARIABLE)
+    if value is None:
+        return pipeline.seconds
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:
+        raise ValueError("must be a number of seconds from 0 to 86400")
+    return seconds
 
 
 def encode_token(offset: int) -> str:

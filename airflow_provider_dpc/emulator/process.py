@@ -67,7 +67,8 @@ class EmulatorProcess:
 
     ``options`` are the command-line settings in Python form: ``client_id``, ``client_secret``,
     ``token_ttl``, ``starting_seconds``, ``snapshotting_seconds``, ``stopping_seconds``, ``cancelling_seconds``,
-    ``status_case``, ``error_style``, ``seed`` (a file path or a mapping), ``faults`` (a mapping)
+    ``status_case``, ``error_style``, ``api_shape``, ``execution_status_route``, ``rate_limit``,
+    ``rate_window``, ``seed`` (a file path or a mapping), ``faults`` (a mapping)
     and ``log_level``.
     """
 

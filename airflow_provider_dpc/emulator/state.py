@@ -40,7 +40,7 @@ from typing import Any
 from airflow_provider_dpc.emulator.config import EmulatorConfig, PublishedPipelineSeed
 from airflow_provider_dpc.emulator.executions import ExecutionStore
 from airflow_provider_dpc.emulator.ratelimit import RateLimiter
-from airflow_provider_dpc.models import FieldError, PipelineCommand, PipelineStatus
+from airflow_provider_dpc.models import FieldError, PipelineCommand, PipelineStatus, same_pipeline
 
 __all__ = [
     "DIE_AFTER_KEY",
@@ -214,12 +214,17 @@ class EmulatorState:
     def published_pipelines(self, project_id: str) -> list[PublishedPipelineSeed]:
         return [p for p in self.config.seed.published_pipelines if p.project_id == project_id]
 
-    def published(self, project_id: str, environment_name: str, name: str) -> PublishedPipelineSeed | None:
-        """The pipeline published as ``name`` in the project's environment, if any."""
-        for pipeline in self.published_pipelines(project_id):
-            if pipeline.name == name and pipeline.environment_name == environment_name:
-                return pipeline
-        return None
+    def published(self, project_id: str, environment_name: str, name: str) -> list[PublishedPipelineSeed]:
+        """The pipelines of the project's environment that ``name`` stands for: its published name,
+        or its file path with or without folder and suffix (more than one is ambiguous)."""
+        found = [
+            pipeline
+            for pipeline in self.published_pipelines(project_id)
+            if pipeline.environment_name == environment_name
+            and (pipeline.name == name or same_pipeline(name, pipeline.file_path))
+        ]
+        exact = [pipeline for pipeline in found if pipeline.name == name]
+        return exact or found
 
     def project_pipelines(self, project_id: str) -> list[Pipeline]:
         return [p for p in self.pipelines.values() if p.project_id == project_id]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
-from typing import Any
+import logging
+from collections.abc import Callable, Generator
+from functools import cache, lru_cache, partial
+from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter
 
+from airflow_provider_dpc.exceptions import DpcApiError
 from airflow_provider_dpc.hooks._protocol import Call
 from airflow_provider_dpc.models import (
     Agent,
@@ -28,7 +30,13 @@ from airflow_provider_dpc.models import (
     StreamingPipelineDefinition,
     TokenPage,
     check_uuid,
+    execution_details,
+    unwrap_result,
 )
+from airflow_provider_dpc.status import ask_if_finished
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
 
@@ -120,9 +128,8 @@ def parse_status(body: Any) -> PipelineStatus:
 
 def _status_text(body: Any) -> str:
     # The execution status answer's body is not published: ``{"status": ...}`` is expected, and a
-    # ``result`` object holding it is read too.
-    if isinstance(body, dict) and isinstance(body.get("result"), dict) and "status" not in body:
-        body = body["result"]
+    # ``result`` object holding it is read too, as the service wraps its execution details.
+    body = unwrap_result(body)
     if not isinstance(body, dict) or not isinstance(body.get("status"), str):
         raise ValueError("expected an object with a string 'status'")
     return str(body["status"])
@@ -139,9 +146,15 @@ def _execution_path(project_id: str, execution_id: str) -> str:
     return f"{_executions_path(project_id)}/{check_uuid(execution_id, 'execution_id')}"
 
 
-def list_published_pipelines(project_id: str, page: int, size: int) -> Call[Page[PublishedPipeline]]:
+def list_published_pipelines(
+    project_id: str, environment_name: str | None, page: int, size: int
+) -> Call[Page[PublishedPipeline]]:
+    # Clients that ran against the service ask per environment, where publishing happens.
     path = f"/v1/projects/{check_uuid(project_id, 'project_id')}/published-pipelines"
-    return Call("GET", path, _parse_page(PublishedPipeline), params=_page_params(page, size))
+    params: dict[str, Any] = _page_params(page, size)
+    if environment_name:
+        params["environmentName"] = environment_name
+    return Call("GET", path, _parse_page(PublishedPipeline), params=params)
 
 
 def execute_pipeline(project_id: str, request: ExecutionRequest) -> Call[str]:
@@ -151,7 +164,9 @@ def execute_pipeline(project_id: str, request: ExecutionRequest) -> Call[str]:
 
 
 def get_execution(project_id: str, execution_id: str) -> Call[PipelineExecution]:
-    return Call("GET", _execution_path(project_id, execution_id), PipelineExecution.model_validate)
+    # The service wraps the details in ``result`` and leaves ``projectId`` out: the ids come from here.
+    path = _execution_path(project_id, execution_id)
+    return Call("GET", path, partial(execution_details, project_id=project_id, execution_id=execution_id))
 
 
 def get_execution_status(project_id: str, execution_id: str) -> Call[ExecutionStatus]:
@@ -160,6 +175,10 @@ def get_execution_status(project_id: str, execution_id: str) -> Call[ExecutionSt
 
 def parse_execution_status(body: Any) -> ExecutionStatus:
     return ExecutionStatus(_status_text(body))
+
+
+# A Call is immutable: a poller builds (and checks the ids of) its status read once, not per poll.
+cached_execution_status = lru_cache(maxsize=4096)(get_execution_status)
 
 
 def cancel_execution(project_id: str, execution_id: str, force: bool) -> Call[str]:
@@ -177,16 +196,22 @@ def list_executions(filters: dict[str, str], limit: int, token: str | None) -> C
     return Call("GET", "/v1/pipeline-executions", _parse_page(PipelineExecution, TokenPage), params=params)
 
 
-def execution_steps(project_id: str, execution_id: str) -> Call[list[ExecutionStep]]:
-    return Call("GET", f"{_execution_path(project_id, execution_id)}/steps", _parse_steps)
+def execution_steps(project_id: str, execution_id: str, page: int, size: int) -> Call[Page[ExecutionStep]]:
+    path = f"{_execution_path(project_id, execution_id)}/steps"
+    return Call("GET", path, _parse_steps, params=_page_params(page, size))
 
 
-def _parse_steps(body: Any) -> list[ExecutionStep]:
-    # The steps answer's shape is not published: a page object (``results``) or a plain list.
-    items = body.get("results") if isinstance(body, dict) else body
-    if not isinstance(items, list):
-        raise ValueError("expected a list of steps or an object with 'results'")
-    return [ExecutionStep.model_validate(item) for item in items]
+def _parse_steps(body: Any) -> Page[ExecutionStep]:
+    # The service answers a page object; a plain list (one page holding every step) is read too.
+    if isinstance(body, list):
+        steps = [ExecutionStep.model_validate(item) for item in body]
+        return Page[ExecutionStep](results=steps, total=len(steps))
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise ValueError("expected a page of steps ('results') or a list of steps")
+    page: Page[ExecutionStep] = _page_of(Page, ExecutionStep)(body)
+    if "total" not in body and "size" not in body:
+        page.total = len(page.results)  # a bare {"results": [...]} holds every step
+    return page
 
 
 def _execution_id(body: Any) -> str:
@@ -195,3 +220,70 @@ def _execution_id(body: Any) -> str:
 
 def _ignore(body: Any) -> None:
     return None
+
+
+# ---- reads of more than one call ----------------------------------------------------------------
+
+#: A read that takes more than one call, written once for the sync and the async hook: a generator
+#: that yields each :class:`Call`, is sent its parsed answer (or thrown its :class:`DpcApiError`)
+#: and returns the result. ``DpcHook`` runs it with ``run`` or ``arun``.
+Plan = Generator[Call[Any], Any, T]
+
+
+class Steps(Generic[T]):
+    """Takes a :data:`Plan` one call at a time: :meth:`next` is the call to send, or None once the
+    plan has its result in :attr:`value`; :meth:`answer` or :meth:`fail` reports how the call went."""
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self._plan = plan
+        self._answer: Any = None
+        self._error: DpcApiError | None = None
+        self.value: T
+
+    def next(self) -> Call[Any] | None:
+        try:
+            call = self._plan.send(self._answer) if self._error is None else self._plan.throw(self._error)
+        except StopIteration as done:
+            self.value = done.value
+            return None
+        self._answer, self._error = None, None
+        return call
+
+    def answer(self, value: Any) -> None:
+        self._answer = value
+
+    def fail(self, error: DpcApiError) -> None:
+        self._error = error
+
+
+#: API base URLs whose execution status route answered 404 or 405 for an execution that exists:
+#: this process reads the details there instead. No client known to have run against the service
+#: reads that route (all read the details), so it may be missing where a user runs.
+NO_STATUS_ROUTE: set[str] = set()
+
+
+def read_execution(
+    base_url: str, project_id: str, execution_id: str, *, check_finished: bool
+) -> Plan[PipelineExecution]:
+    """An execution's status by the lightweight status read, and its details where that route is
+    missing or, with ``check_finished``, where the status alone does not say whether it has ended."""
+    if base_url not in NO_STATUS_ROUTE:
+        try:
+            status = yield cached_execution_status(project_id, execution_id)
+        except DpcApiError as exc:
+            if exc.status_code not in (404, 405):
+                raise
+            found: PipelineExecution = yield get_execution(project_id, execution_id)  # 404: no such execution
+            if base_url not in NO_STATUS_ROUTE:
+                NO_STATUS_ROUTE.add(base_url)
+                log.warning(
+                    "%s answered %s for an execution that exists: reading execution details instead of "
+                    "the status route from now on",
+                    exc.path or "the execution status route",
+                    exc.status_code,
+                )
+            return found
+        if not (check_finished and ask_if_finished(status)):
+            return PipelineExecution(pipeline_execution_id=execution_id, project_id=project_id, status=status)
+    details: PipelineExecution = yield get_execution(project_id, execution_id)
+    return details

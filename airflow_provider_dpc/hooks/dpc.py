@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
@@ -57,6 +57,8 @@ from airflow_provider_dpc.models import (
     StreamingPipeline,
     StreamingPipelineDefinition,
     check_uuid,
+    pipeline_candidates,
+    same_pipeline,
     validate_definition,
     validate_execution_request,
 )
@@ -426,24 +428,48 @@ class DpcHook(_compat.BaseHook):
     async def aget_status(self, project_id: str, pipeline_id: str, *, max_age: float = 0.0) -> PipelineStatus:
         """The pipeline's status; concurrent callers of the event loop share one read, and one
         answered less than ``max_age`` seconds ago (a poller passes its interval)."""
-        return await self._shared(_status_call(project_id, pipeline_id), max_age)
+        call = _status_call(project_id, pipeline_id)
+        return await self._shared((call.method, call.path), lambda: self.arun(call), max_age)
 
-    async def _shared(self, call: Call[T], max_age: float) -> T:
+    async def _shared(self, key: Hashable, fetch: Callable[[], Awaitable[T]], max_age: float) -> T:
+        """``fetch()``'s answer, shared by the event loop's callers asking for ``key`` (see SharedReads)."""
         if self._settings is None:
             raise RuntimeError("use the hook's async methods inside 'async with hook:'")
         if not self.keep_to_budget:
-            return await self.arun(call)
-        key = (self._settings.account_key, call.method, call.path)
-        return await SharedReads.read(key, lambda: self.arun(call), max_age)
+            return await fetch()
+        return await SharedReads.read((self._settings.account_key, key), fetch, max_age)
+
+    def _follow(self, plan: _calls.Plan[T]) -> T:
+        """Run a read of several calls (see ``_calls.Plan``), each call as :meth:`run` sends it."""
+        steps = _calls.Steps(plan)
+        while (call := steps.next()) is not None:
+            try:
+                steps.answer(self.run(call))
+            except DpcApiError as exc:
+                steps.fail(exc)
+        return steps.value
+
+    async def _afollow(self, plan: _calls.Plan[T]) -> T:
+        """Async twin of :meth:`_follow`."""
+        steps = _calls.Steps(plan)
+        while (call := steps.next()) is not None:
+            try:
+                steps.answer(await self.arun(call))
+            except DpcApiError as exc:
+                steps.fail(exc)
+        return steps.value
 
     async def aget_streaming_pipeline(self, project_id: str, pipeline_id: str) -> StreamingPipeline:
         return await self.arun(_calls.get_pipeline(project_id, pipeline_id))
 
     # ---- orchestration pipeline executions ------------------------------------------------------
 
-    def list_published_pipelines(self, project_id: str) -> list[PublishedPipeline]:
-        """The project's published pipelines: only these can be executed."""
-        return list(self._pages(lambda page, size: _calls.list_published_pipelines(project_id, page, size)))
+    def list_published_pipelines(self, project_id: str, environment_name: str | None = None) -> list[PublishedPipeline]:
+        """The project's published pipelines, those of ``environment_name`` where given: only these
+        can be executed."""
+        return list(
+            self._pages(lambda page, size: _calls.list_published_pipelines(project_id, environment_name, page, size))
+        )
 
     def execute_pipeline(
         self,
@@ -519,20 +545,51 @@ class DpcHook(_compat.BaseHook):
                 time.sleep(delay)
 
     def get_pipeline_execution(self, project_id: str, execution_id: str) -> PipelineExecution:
+        """The execution's details, read wrapped in ``result`` (as the service answers) or flat (as
+        the reference shows), the ids filled in from the request where the answer leaves them out."""
         return self.run(_calls.get_execution(project_id, execution_id))
 
     async def aget_pipeline_execution(self, project_id: str, execution_id: str) -> PipelineExecution:
         return await self.arun(_calls.get_execution(project_id, execution_id))
 
     def get_pipeline_execution_status(self, project_id: str, execution_id: str) -> ExecutionStatus:
-        """The execution's status through the API's lightweight status read."""
-        return self.run(_execution_status_call(project_id, execution_id))
+        """The execution's status through the API's lightweight status read (see :meth:`read_pipeline_execution`)."""
+        return self.read_pipeline_execution(project_id, execution_id, check_finished=False).status
 
     async def aget_pipeline_execution_status(
         self, project_id: str, execution_id: str, *, max_age: float = 0.0
     ) -> ExecutionStatus:
         """As :meth:`aget_status`: callers of the event loop share reads."""
-        return await self._shared(_execution_status_call(project_id, execution_id), max_age)
+        found = await self.aread_pipeline_execution(project_id, execution_id, max_age=max_age, check_finished=False)
+        return found.status
+
+    def read_pipeline_execution(
+        self, project_id: str, execution_id: str, *, check_finished: bool = True
+    ) -> PipelineExecution:
+        """What a wait needs of an execution: its status from the lightweight status read, and with
+        ``check_finished`` its details too where the status alone does not say whether it has ended
+        (UNKNOWN, or a status nobody documented), so ``finished`` tells.
+
+        Where the status route answers 404 or 405 for an execution that exists, this process reads
+        the details instead from then on, with one warning: the route is documented, but no client
+        known to have run against the service uses it.
+        """
+        base_url = self.settings.base_url
+        return self._follow(_calls.read_execution(base_url, project_id, execution_id, check_finished=check_finished))
+
+    async def aread_pipeline_execution(
+        self, project_id: str, execution_id: str, *, max_age: float = 0.0, check_finished: bool = True
+    ) -> PipelineExecution:
+        """Async twin of :meth:`read_pipeline_execution`; callers of the event loop share reads, as
+        :meth:`aget_status`."""
+        if self._settings is None:
+            raise RuntimeError("use the hook's async methods inside 'async with hook:'")
+        plan = functools.partial(
+            _calls.read_execution, self._settings.base_url, project_id, execution_id, check_finished=check_finished
+        )
+        return await self._shared(
+            ("execution", project_id, execution_id, check_finished), lambda: self._afollow(plan()), max_age
+        )
 
     def cancel_pipeline_execution(self, project_id: str, execution_id: str, force: bool = False) -> None:
         """Ask DPC to cancel an execution (CANCELLING, then CANCELLED); ``force`` cancels it at once."""
@@ -541,9 +598,14 @@ class DpcHook(_compat.BaseHook):
     async def acancel_pipeline_execution(self, project_id: str, execution_id: str, force: bool = False) -> None:
         await self.arun(_calls.cancel_execution(project_id, execution_id, force))
 
-    def get_pipeline_execution_steps(self, project_id: str, execution_id: str) -> list[ExecutionStep]:
-        """Each step's result, for a failure's log."""
-        return self.run(_calls.execution_steps(project_id, execution_id))
+    def get_pipeline_execution_steps(
+        self, project_id: str, execution_id: str, *, page_size: int = _calls.MAX_PAGE_SIZE
+    ) -> list[ExecutionStep]:
+        """Each step's status and message, for a failure's log: every page of them, nested under each
+        step's ``result`` (as the service answers) or flat."""
+        return list(
+            self._pages(lambda page, size: _calls.execution_steps(project_id, execution_id, page, size), page_size)
+        )
 
     def iter_pipeline_executions(
         self,
@@ -555,7 +617,12 @@ class DpcHook(_compat.BaseHook):
         started_after: datetime | str | None = None,
         page_size: int = _calls.MAX_PAGE_SIZE,
     ) -> Iterator[PipelineExecution]:
-        """The account's executions, newest first, filtered as given; pages are fetched as needed."""
+        """The account's executions, newest first, filtered as given; pages are fetched as needed.
+
+        The API matches ``pipeline_name`` partially and in any case ("Pipeline 1" finds "Pipeline 10"
+        too) and answers with file paths (``folder/load.orch.yaml``), so only the executions of the
+        pipeline named, by :func:`~airflow_provider_dpc.models.same_pipeline`, are yielded.
+        """
         filters = {
             "projectId": check_uuid(project_id, "project_id") if project_id else None,
             "pipelineName": pipeline_name,
@@ -567,7 +634,10 @@ class DpcHook(_compat.BaseHook):
         token: str | None = None
         while True:
             page = self.run(_calls.list_executions(params, page_size, token))
-            yield from page.results
+            if pipeline_name:
+                yield from (e for e in page.results if same_pipeline(pipeline_name, e.pipeline_name))
+            else:
+                yield from page.results
             if not page.more:
                 return
             token = page.more
@@ -579,7 +649,8 @@ class DpcHook(_compat.BaseHook):
 
         The executions list cannot be filtered by tag, so where the answer shows each execution's
         ``executionTag`` it picks by tag; otherwise several running executions are ambiguous and
-        raise :class:`DpcConflictError` naming them.
+        raise :class:`DpcConflictError` naming them. So does a name that stands for more than one
+        pipeline (``load`` when ``a/load.orch.yaml`` and ``b/load.orch.yaml`` run).
         """
         running = list(
             self.iter_pipeline_executions(
@@ -589,6 +660,13 @@ class DpcHook(_compat.BaseHook):
                 status=ExecutionStatus.RUNNING,
             )
         )
+        candidates = pipeline_candidates(pipeline_name, (e.pipeline_name for e in running))
+        if len(candidates) > 1:
+            raise DpcConflictError(
+                f"pipeline name {pipeline_name!r} matches {len(candidates)} pipelines running in environment "
+                f"{environment_name!r}: {', '.join(map(repr, candidates))}; name it with its folder",
+                errors=[FieldError("pipelineName", "is ambiguous")],
+            )
         if execution_tag and any("executionTag" in (e.model_extra or {}) for e in running):
             running = [e for e in running if (e.model_extra or {}).get("executionTag") == execution_tag]
         if len(running) > 1:
@@ -628,8 +706,10 @@ class DpcHook(_compat.BaseHook):
             result = self.run(make_call(page, page_size))
             yield from result.results
             seen += len(result.results)
-            # Stop on a short page; ``total`` is not always filled in (the guide shows 0).
-            if len(result.results) < page_size or (result.total and seen >= result.total):
+            # Follow ``total`` where it is given: a service may serve fewer per page than asked. It
+            # is not always filled in (the guide shows 0): then a short page is the last.
+            done = seen >= result.total if result.total else len(result.results) < page_size
+            if done or not result.results:
                 return
             page += 1
 
@@ -665,7 +745,6 @@ def _unclear(error: DpcApiError) -> bool:
 
 # A Call is immutable: a poller builds (and checks the ids of) its status read once, not per poll.
 _status_call = functools.lru_cache(maxsize=4096)(_calls.get_status)
-_execution_status_call = functools.lru_cache(maxsize=4096)(_calls.get_execution_status)
 
 
 def _identity(body: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dpc.exceptions import DpcError, DpcValidationError, FieldError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
-from airflow_provider_dpc.status import StatusKind
+from airflow_provider_dpc.status import Reading, StatusKind
 
 if TYPE_CHECKING:
     from airflow_provider_dpc.hooks.dpc import DpcHook
@@ -74,15 +74,15 @@ class ProjectTaskMixin:
         An API error (after the hook's retries) ends the wait as it does in the triggerer, so a
         polling task fails, or skips with ``soft_fail``, with the same message as a deferred one.
         """
-        status: Status
+        reading: Reading | Status
         try:
             if watch.goal.kind is StatusKind.PIPELINE_EXECUTION:
-                status = self.hook.get_pipeline_execution_status(watch.project_id, watch.resource_id)
+                reading = Reading.of(self.hook.read_pipeline_execution(watch.project_id, watch.resource_id))
             else:
-                status = self.hook.get_status(watch.project_id, watch.resource_id)
+                reading = self.hook.get_status(watch.project_id, watch.resource_id)
         except DpcError as exc:
             return watch.error(exc, time.time())
-        return watch.observe(status, time.time())
+        return watch.observe(reading, time.time())
 
     def poll_status(self, watch: StatusWatch, interval: float) -> WaitResult:
         """Read the status every ``interval`` seconds here, in the worker, until the wait is over."""

@@ -15,12 +15,13 @@ from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_EXECUTION_URL, DpcPipelineExecutionLink, execution_url
 from airflow_provider_dpc.operators._base import PROJECT_FIELDS, ProjectTaskMixin, check_wait_arguments
 from airflow_provider_dpc.status import (
-    EXECUTION_ACTIVE,
+    Reading,
     StatusWatch,
     Verdict,
     WaitResult,
     conclude,
     execution_goal,
+    execution_under_way,
 )
 
 __all__ = ["DpcRunPipelineOperator"]
@@ -37,8 +38,9 @@ class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
 
     Returns the execution id, pushed to XCom (key ``pipeline_execution_id``, with the link to the
     execution) as soon as the execution exists, so it is there even when the task fails. SUCCESS
-    succeeds; FAILED, CANCELLED and SKIPPED fail the task with a message naming the pipeline, the
-    execution, its status and the execution's own message, and each step's result is logged.
+    succeeds; FAILED, FORBIDDEN, CANCELLED and SKIPPED fail the task with a message naming the
+    pipeline, the execution, its status and the execution's own message, and each step's status and
+    message are logged. So does any other status once DPC says the execution has finished.
 
     No second execution: every execution runs under an execution tag, the user's or one derived
     from the DAG, task, run and map index, and DPC runs one execution per tag at a time. A retried
@@ -172,10 +174,11 @@ class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
             return None
         execution_id = str(saved.get("execution_id"))
         try:
-            status = self.hook.get_pipeline_execution_status(project_id, execution_id)
+            execution = self.hook.read_pipeline_execution(project_id, execution_id)
         except DpcNotFoundError:
             return None
-        if status in EXECUTION_ACTIVE or status is ExecutionStatus.SUCCESS:
+        status = execution.status
+        if status is ExecutionStatus.SUCCESS or execution_under_way(Reading.of(execution)):
             self.log.info("resuming execution %s of an earlier try, which is %s", execution_id, status)
             return execution_id
         self.log.warning("execution %s of an earlier try ended %s; running the pipeline again", execution_id, status)

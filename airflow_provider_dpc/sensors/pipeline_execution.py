@@ -19,8 +19,9 @@ class DpcPipelineExecutionSensor(DpcStatusSensor):
     """Wait until a pipeline execution (one a :class:`DpcRunPipelineOperator` started without waiting,
     or any other) succeeds.
 
-    FAILED, CANCELLED and SKIPPED fail the sensor at once, naming the execution and its own
-    message (or skip it, with ``soft_fail``); RUNNING, CANCELLING and UNKNOWN are waited through.
+    FAILED, FORBIDDEN, CANCELLED and SKIPPED fail the sensor at once, naming the execution and its
+    own message (or skip it, with ``soft_fail``), and so does any other status once DPC says the
+    execution has finished; RUNNING, CANCELLING and UNKNOWN are waited through.
     Poke, reschedule or deferrable, with Airflow's standard sensor arguments.
 
     :param execution_id: the execution to watch (templated), e.g.

@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.hooks.dpc import DpcHook
-from airflow_provider_dpc.status import Status, StatusGoal, StatusWatch
+from airflow_provider_dpc.status import Reading, Status, StatusGoal, StatusWatch
 
 
 class DpcStatusTrigger(BaseTrigger):
@@ -87,7 +87,7 @@ class DpcStatusTrigger(BaseTrigger):
     def hook(self) -> DpcHook:
         return DpcHook(self.dpc_conn_id, retry_policy=self.retry_policy)
 
-    async def read(self, hook: DpcHook) -> Status:
+    async def read(self, hook: DpcHook) -> Reading | Status:
         raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -102,9 +102,9 @@ class DpcStatusTrigger(BaseTrigger):
         try:
             async with self.hook() as hook:
                 while True:
-                    status = await self.read(hook)
+                    reading = await self.read(hook)
                     now = time.time()
-                    result = watch.observe(status, now)
+                    result = watch.observe(reading, now)
                     if result is not None:
                         break
                     await asyncio.sleep(watch.next_poll(self.poll_interval, now))

@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks.dpc import DpcHook
-from airflow_provider_dpc.status import Status
+from airflow_provider_dpc.status import Reading
 from airflow_provider_dpc.triggers._status import DpcStatusTrigger
 
 __all__ = ["DpcPipelineExecutionTrigger"]
@@ -37,8 +37,9 @@ class DpcPipelineExecutionTrigger(DpcStatusTrigger):
     def extra_kwargs(self) -> dict[str, Any]:
         return {"cancel_on_kill": self.cancel_on_kill}
 
-    async def read(self, hook: DpcHook) -> Status:
-        return await hook.aget_pipeline_execution_status(self.project_id, self.resource_id, max_age=self.poll_interval)
+    async def read(self, hook: DpcHook) -> Reading:
+        found = await hook.aread_pipeline_execution(self.project_id, self.resource_id, max_age=self.poll_interval)
+        return Reading.of(found)
 
     async def on_kill(self) -> None:
         if not self.cancel_on_kill:
