@@ -23,13 +23,17 @@ AIRFLOW_3.3 := 3.3.2
 RESOLVED_3.3 := 2026-09-18
 
 # The newest line lives in $(VENV) (demo, lint, type checks, benchmarks, the whole suite); every
-# other line, and the newest on Python 3.13, in a venv of its own that runs the `every_line` tests.
+# other line, and the newest on Python 3.13, in a venv of its own that runs the `every_line` tests,
+# the slow ones among them (`edge_lines`: the docs' DAG and server examples) on the oldest line only.
 NEWEST_LINE := 3.3
+OLDEST_LINE := 2.11
 OLDER_LINES := $(filter-out $(NEWEST_LINE),$(AIRFLOW_LINES))
+# every_marker(line): the tests a line other than the newest runs.
+every_marker = $(if $(filter $(1),$(OLDEST_LINE)),every_line,every_line and not edge_lines)
 # pyenv's 3.13 when there is one (its shim answers only for the global version), else PATH's.
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 
-.PHONY: install demo test lint typecheck test-newest test-lines test-py313 constraints clean \
+.PHONY: install demo test check lint typecheck test-newest test-lines test-py313 constraints clean \
 	$(addprefix test-airflow-,$(AIRFLOW_LINES))
 
 $(UV):
@@ -67,18 +71,24 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The development loop's fast tier, a few minutes on 2 cores: lint, types, and the newest line's tests
+# that start no Airflow cluster, CLI, DAG run, nested pytest or extra emulator process and fuzz
+# nothing at length (markers `scheduler`, `edge_lines`, `slow`). `make test` runs everything.
+check: lint typecheck
+	$(VENV)/bin/python -m pytest -q -m "not scheduler and not edge_lines and not slow" $(PYTEST_ARGS)
+
 # The newest line: the whole suite.
 test-newest: install
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Every other line: the tests marked `every_line` (see README, "Airflow release lines").
 $(addprefix test-airflow-,$(OLDER_LINES)): test-airflow-%: .venv-airflow-%/.installed
-	.venv-airflow-$*/bin/python -m pytest -m every_line $(PYTEST_ARGS)
+	.venv-airflow-$*/bin/python -m pytest -m "$(call every_marker,$*)" $(PYTEST_ARGS)
 
 test-airflow-$(NEWEST_LINE): test-newest
 
 test-py313: .venv-py3.13/.installed
-	.venv-py3.13/bin/python -m pytest -m every_line $(PYTEST_ARGS)
+	.venv-py3.13/bin/python -m pytest -m "every_line and not edge_lines" $(PYTEST_ARGS)
 
 test-lines: $(addprefix test-airflow-,$(OLDER_LINES)) test-py313
 

@@ -9,7 +9,9 @@ API added.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -84,6 +86,7 @@ __all__ = [
     "check_uuid",
     "execution_details",
     "field_errors",
+    "load_definition",
     "pipeline_candidates",
     "same_pipeline",
     "unwrap_result",
@@ -642,6 +645,25 @@ def field_errors(exc: ValidationError | Sequence[Mapping[str, Any]]) -> list[Fie
             found.append(FieldError(field, message))
     # The API's example lists its errors in descending path order; keep to it for identical bodies.
     return sorted(found, reverse=True)
+
+
+def load_definition(value: Any) -> Any:
+    """A definition as a dict or model: a string is JSON (a rendered ``.json`` template) or a file path."""
+    if isinstance(value, BaseModel | Mapping):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("{") and os.path.isfile(text):
+            with open(text, encoding="utf-8") as handle:
+                text = handle.read()
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DpcValidationError(
+                f"definition is neither valid JSON nor a readable .json file: {exc.msg} at line {exc.lineno}",
+                errors=[FieldError("definition", "must be a JSON object or the path of a .json file")],
+            ) from None
+    return value
 
 
 def validate_definition(definition: StreamingPipelineDefinition | Mapping[str, Any]) -> StreamingPipelineDefinition:

@@ -145,22 +145,28 @@ class WaitResult:
     status_code: int | None = None
     # The API error itself, where the wait ran (polling): raised as the cause. Not in the event.
     cause: Exception | None = field(default=None, repr=False, compare=False)
+    #: What the waiting task handed to its wait, handed back (a supervising task's restart count).
+    carry: dict[str, Any] | None = None
 
     @property
     def pipeline_id(self) -> str:
         return self.resource_id
 
     def to_event(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cause"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("cause", "carry")}
         data.update(verdict=str(self.verdict), goal=self.goal.to_dict(), history=list(self.history))
+        if self.carry is not None:
+            data["carry"] = self.carry
         return data
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> WaitResult:
+        """The result a trigger's event holds, in this version's form or an earlier one's: Airflow
+        keeps events across a provider upgrade (the watched id was ``pipeline_id`` before executions)."""
         return cls(
             verdict=Verdict(event["verdict"]),
             project_id=event["project_id"],
-            resource_id=event["resource_id"],
+            resource_id=event["resource_id"] if "resource_id" in event else event["pipeline_id"],
             goal=StatusGoal.from_dict(event["goal"]),
             status=event.get("status"),
             history=list(event.get("history") or []),
@@ -168,7 +174,13 @@ class WaitResult:
             message=event.get("message"),
             error_type=event.get("error_type"),
             status_code=event.get("status_code"),
+            carry=None if event.get("carry") is None else dict(event["carry"]),
         )
+
+    @classmethod
+    def of(cls, event: WaitResult | Mapping[str, Any]) -> WaitResult:
+        """What a task's continuation was handed: a polled wait's result, or a trigger's event."""
+        return event if isinstance(event, WaitResult) else cls.from_event(event)
 
 
 class StatusWatch:
@@ -314,14 +326,25 @@ EXECUTION_FAILURES = (
     ExecutionStatus.SKIPPED,
     ExecutionStatus.FORBIDDEN,
 )
-#: Statuses that say by themselves whether an execution has ended.
-_EXECUTION_TELLING = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING, ExecutionStatus.SUCCESS})
+#: The statuses the API reference documents as saying whether an execution has ended.
+_EXECUTION_TELLING = frozenset(
+    {
+        ExecutionStatus.RUNNING,
+        ExecutionStatus.CANCELLING,
+        ExecutionStatus.SUCCESS,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.SKIPPED,
+    }
+)
 
 
 def ask_if_finished(status: ExecutionStatus) -> bool:
     """Whether a wait that read ``status`` must also read whether the execution has finished: for
-    UNKNOWN and any status nobody documented, which say nothing about it by themselves."""
-    return status not in _EXECUTION_TELLING and status not in EXECUTION_FAILURES
+    any status the reference does not document as telling (UNKNOWN, FORBIDDEN, one nobody
+    documented). So a wait deferred before this version knew FORBIDDEN, whose stored goal does not
+    name it, still ends when the execution has."""
+    return status not in _EXECUTION_TELLING
 
 
 def execution_under_way(reading: Reading) -> bool:

@@ -39,10 +39,10 @@ ConnEnv = Callable[..., str]
 
 
 def quick_seed() -> dict[str, Any]:
-    """The default seed with its published pipelines' executions ending within 0.8 s."""
+    """The default seed with its published pipelines' executions ending within 0.5 s."""
     from airflow_provider_dpc.emulator.config import DEFAULT_SEED
 
-    quick = [p.model_copy(update={"seconds": min(p.seconds, 0.8)}) for p in DEFAULT_SEED.published_pipelines]
+    quick = [p.model_copy(update={"seconds": min(p.seconds, 0.5)}) for p in DEFAULT_SEED.published_pipelines]
     seed: dict[str, Any] = DEFAULT_SEED.model_copy(update={"published_pipelines": quick}).model_dump(
         mode="json", by_alias=True, exclude_none=True
     )
@@ -52,7 +52,7 @@ def quick_seed() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[EmulatorProcess]:
     """The session's emulator, with 0.3 s STARTING, SNAPSHOTTING, STOPPING and CANCELLING phases, and
-    executions of "Pipeline 1" and "Failing pipeline" ending after 0.8 s."""
+    executions of "Pipeline 1" and "Failing pipeline" ending after 0.5 s."""
     with EmulatorProcess(
         starting_seconds=PHASE_SECONDS,
         snapshotting_seconds=PHASE_SECONDS,

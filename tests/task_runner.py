@@ -48,7 +48,16 @@ def run_task(task: Any, ti: RecordingTI | None = None, **context_extra: Any) -> 
             step = functools.partial(resume, context, event.payload, **(deferred.kwargs or {}))
 
 
-async def first_event(trigger: Any) -> Any:
-    async for event in trigger.run():
-        return event
+#: Seconds a test waits for a trigger's event: well under pytest's timeout, so a trigger that never
+#: fires fails the test naming what it waited for instead of hanging it.
+EVENT_DEADLINE = 120.0
+
+
+async def first_event(trigger: Any, within: float = EVENT_DEADLINE) -> Any:
+    try:
+        async with asyncio.timeout(within):
+            async for event in trigger.run():
+                return event
+    except TimeoutError:
+        raise AssertionError(f"no event within {within:.0f} s from {trigger.serialize()}") from None
     raise AssertionError("the trigger yielded no event")

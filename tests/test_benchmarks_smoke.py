@@ -16,6 +16,8 @@ from benchmarks import report
 from benchmarks.__main__ import Sizes, run_all
 from benchmarks._common import has_dbt_cloud, has_http_provider
 
+pytestmark = pytest.mark.slow
+
 TRIGGERS = 10
 CALLS, CALL_ROUNDS = 10, 2
 IMPORT_RUNS = 2

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.every_line
+pytestmark = [pytest.mark.every_line, pytest.mark.slow]
 
 
 def airflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,8 @@ import pytest
 
 from airflow_provider_dpc import __version__
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "airflow_provider_dpc"
 LICENSE_FILES = ("LICENSE", "NOTICE")

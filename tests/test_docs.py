@@ -26,6 +26,10 @@ output, skip   not run (``skip`` must give its reason)
 ============== ===================================================================================
 
 A block without a marker, or a marker of an unknown kind, fails the suite.
+
+The kinds that start Airflow or a server (``dag``, ``pytest``, ``bash-emulator``, ``bash-server``,
+``connection-env``) are marked ``edge_lines``: they run on the oldest and the newest Airflow line,
+and the operators and hooks they use are tested on every line by the other suites.
 """
 
 from __future__ import annotations
@@ -124,8 +128,13 @@ def read_blocks(path: Path) -> list[Block]:
 ALL_BLOCKS = [block for page in sorted(DOCS.glob("*.md")) for block in read_blocks(page)]
 
 
+#: Kinds whose blocks start Airflow, a nested pytest or a server: seconds to a minute each.
+SLOW_KINDS = frozenset({"dag", "pytest", "bash-emulator", "bash-server", "connection-env"})
+
+
 def blocks(kind: str) -> list[Any]:
-    return [pytest.param(b, id=b.id) for b in ALL_BLOCKS if b.kind == kind]
+    marks = [pytest.mark.edge_lines] if kind in SLOW_KINDS else []
+    return [pytest.param(b, id=b.id, marks=marks) for b in ALL_BLOCKS if b.kind == kind]
 
 
 def test_the_docs_exist() -> None:

@@ -745,6 +745,7 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
 # --- Configuration, CLI and helpers ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_flags_fall_back_to_environment_variables(tmp_path: Any) -> None:
     seed = {"projects": [{"id": str(uuid.uuid4()), "name": "P", "description": "d"}], "environments": {}}
     (tmp_path / "seed.json").write_text(json.dumps(seed))
@@ -787,6 +788,7 @@ def documented_published_pipelines() -> list[dict[str, Any]]:
     return pipelines
 
 
+@pytest.mark.slow
 def test_emulator_process_with_a_custom_seed_prints_its_address() -> None:
     project_id = str(uuid.uuid4())
     (nightly,) = documented_published_pipelines()
@@ -845,6 +847,7 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
 
 
+@pytest.mark.slow
 def test_the_emulator_never_imports_airflow() -> None:
     code = (
         "import sys, airflow_provider_dpc.emulator.__main__, airflow_provider_dpc.emulator; "
@@ -856,6 +859,7 @@ def test_the_emulator_never_imports_airflow() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_startup_faults() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "airflow_provider_dpc.emulator", "--port", "0", "--faults", '{"surprise": 1}'],

@@ -189,6 +189,7 @@ def test_clearing_and_resetting(api: httpx.Client, fresh_emulator: EmulatorProce
     assert httpx.get(f"{fresh_emulator.admin_url}/config").json()["status_case"] == "upper"
 
 
+@pytest.mark.slow
 def test_startup_faults_and_restart(guide: Guide) -> None:
     with EmulatorProcess(faults={"rate_limit": {"count": 1, "retry_after": 0}}) as process:
         api = httpx.Client(base_url=process.base_url, headers={"Authorization": f"Bearer {process.token()}"})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,10 @@ from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
 from tests.guide import PROJECT_ID, guide_body, wait_for_status
 
 pytestmark = pytest.mark.every_line
+
+STORED_PAYLOAD_KEYS = json.loads((Path(__file__).parent / "fixtures" / "stored" / "airflow_state.json").read_text())[
+    "asset_event_payload_keys"
+]
 
 HAS_WATCHERS = importlib.util.find_spec("airflow.triggers.base") is not None and hasattr(
     importlib.import_module("airflow.triggers.base"), "BaseEventTrigger"
@@ -49,6 +55,7 @@ async def test_fires_once_per_drop_never_while_the_pipeline_stays_down(streaming
         "project_id": PROJECT_ID, "pipeline_id": streaming, "status": "NOT_RUNNING", "previous_status": "STREAMING"
     }  # fmt: skip
     assert first["observed_at"].endswith("+00:00")
+    assert list(first) == STORED_PAYLOAD_KEYS  # what asset events keep in Airflow's database
     second = asyncio.ensure_future(anext(events))
     await asyncio.sleep(1.0)  # ten polls of NOT_RUNNING
     assert not second.done()

@@ -19,7 +19,7 @@ from airflow_provider_dpc.links.dpc import DpcPipelineExecutionLink
 from airflow_provider_dpc.models import PipelineStatus
 from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to
 
-pytestmark = pytest.mark.every_line
+pytestmark = [pytest.mark.every_line, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
 

@@ -260,6 +260,7 @@ def test_sql_server_namespace_is_the_one_airflows_mssql_hook_reports() -> None:
     assert {d.namespace for d in input_datasets(definition)} == {f"mssql://{authority}"}
 
 
+@pytest.mark.slow
 def test_importing_the_operators_imports_no_openlineage() -> None:
     """No cost when OpenLineage is installed but unused: importing the operators imports none of it."""
     code = (
@@ -388,6 +389,7 @@ def test_the_openlineage_provider_picks_the_facets_up(hook: DpcHook) -> None:
     assert len(lineage.inputs) == 2
 
 
+@pytest.mark.slow
 @needs_provider
 def test_a_dag_run_emits_the_lineage(fresh_emulator: Any, airflow_db: None, tmp_path: Path) -> None:
     """``airflow dags test`` of the quickstart with OpenLineage writing its events to a file."""

@@ -340,6 +340,19 @@ def test_operator_rejects_bad_arguments() -> None:
         DpcStartStreamingPipelineOperator(task_id="s", project_id=PROJECT_ID, poll_interval=0)
 
 
+def test_arguments_an_operator_never_used_are_ignored_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="does not use 'poll_interval'; it is ignored"):
+        create = DpcCreateStreamingPipelineOperator(task_id="c", project_id=PROJECT_ID, definition={}, poll_interval=5)
+    assert not hasattr(create, "poll_interval")
+    with pytest.warns(DeprecationWarning, match="does not use 'wait_for_stopped'"):
+        DpcDeleteStreamingPipelineOperator(task_id="d", project_id=PROJECT_ID, pipeline_id="x", wait_for_stopped=False)
+    with pytest.warns(DeprecationWarning, match="does not use 'timeout'"):
+        DpcKeepStreamingOperator(task_id="k", project_id=PROJECT_ID, pipeline_id="x", until="2026-01-01", timeout=5)
+    with pytest.raises(TypeError, match="Invalid arguments"):
+        DpcCreateStreamingPipelineOperator(task_id="c", project_id=PROJECT_ID, definition={}, wait_for_stopped=True)
+
+
+@pytest.mark.slow
 def test_declaring_tasks_builds_no_hook_models_or_trigger() -> None:
     """A DAG parse pays for the operators and the sensor only: their checks need none of the rest."""
     code = f"""

@@ -6,7 +6,7 @@ message), "Long pipeline" (RUNNING until cancelled), "Disabled pipeline" (410), 
 pipeline" (FORBIDDEN), "Terminated pipeline" (TERMINATED, a status nobody documented), "Load
 orders" and "Archived load orders" (answered as the file paths ``orders/Load orders.orch.yaml`` and
 ``archive/Load orders.orch.yaml``) and "Pipeline 10" in the guide's project and "Environment-1"
-(the test session's emulator ends each within 0.8 s). The tests marked with the ``shape`` fixture
+(the test session's emulator ends each within 0.5 s). The tests marked with the ``shape`` fixture
 run against both answer shapes: the service's as observed, and the API reference's.
 Whole DAGs under Airflow are in ``test_example_dags.py``.
 """
@@ -459,12 +459,14 @@ class DyingTI(RecordingTI):
         os._exit(3)  # the worker dies after the execute call, before anything reached XCom
 
 op = DpcRunPipelineOperator(
-    task_id="run", project_id=sys.argv[1], pipeline_name="Pipeline 1", environment_name="Environment-1"
+    task_id="run", project_id=sys.argv[1], pipeline_name="Pipeline 1", environment_name="Environment-1",
+    scalar_variables={"emulator.seconds": 3},  # still running when the retry starts, however slow the machine
 )
 op.execute({"ti": DyingTI()})
 """
 
 
+@pytest.mark.slow
 def test_a_retry_after_a_crash_waits_for_its_own_execution(hook: DpcHook, default_conn: str) -> None:
     crashed = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(CRASHING_TRY), PROJECT_ID],
@@ -476,7 +478,7 @@ def test_a_retry_after_a_crash_waits_for_its_own_execution(hook: DpcHook, defaul
     assert crashed.returncode == 3, crashed.stderr
     first = crashed.stdout.split()[-1]
     retry = RecordingTI(try_number=2)
-    assert run_task(run_op("Pipeline 1"), retry) == first
+    assert run_task(run_op("Pipeline 1", scalar_variables={"emulator.seconds": 3}), retry) == first
     assert [e.pipeline_execution_id for e in executions(hook)] == [first]
     assert hook.get_pipeline_execution_status(PROJECT_ID, first) is ExecutionStatus.SUCCESS
 

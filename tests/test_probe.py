@@ -42,6 +42,7 @@ def test_every_fact_is_confirmed_by_the_emulator_read_only(conn_env: Any, fresh_
     assert {r: after[r] for r in writes} == {r: before[r] for r in writes}  # only the test's own create
 
 
+@pytest.mark.slow
 def test_the_command_writes_only_when_asked_and_cleans_up(conn_env: Any, fresh_emulator: Any) -> None:
     env = {**os.environ, "AIRFLOW_CONN_PROBE": os.environ[f"AIRFLOW_CONN_{conn_env('probe').upper()}"]}
     command = [sys.executable, "-m", "airflow_provider_dpc.probe", "--conn-id", "probe", "--project-id", PROJECT_ID]

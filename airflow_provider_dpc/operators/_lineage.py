@@ -67,10 +67,9 @@ class DefinitionLineageMixin(_LineageMixin):
     def _lineage_definition(self) -> StreamingPipelineDefinition:
         if self.validated_definition is not None:
             return self.validated_definition
-        from airflow_provider_dpc.models import validate_definition
-        from airflow_provider_dpc.operators.streaming_pipeline import _load_definition
+        from airflow_provider_dpc.models import load_definition, validate_definition
 
-        return validate_definition(_load_definition(self.definition))
+        return validate_definition(load_definition(self.definition))
 
 
 class FetchedPipelineLineageMixin(_LineageMixin):

@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_dpc._compat import BaseOperator, Context, conf
+from airflow_provider_dpc._tasks import PROJECT_FIELDS, check_wait_arguments
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import ExecutionStatus
 from airflow_provider_dpc.exceptions import DpcApiError, DpcConflictError, DpcNotFoundError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_EXECUTION_URL, DpcPipelineExecutionLink, execution_url
-from airflow_provider_dpc.operators._base import PROJECT_FIELDS, ProjectTaskMixin, check_wait_arguments
 from airflow_provider_dpc.status import (
     Reading,
     StatusWatch,
@@ -23,6 +23,7 @@ from airflow_provider_dpc.status import (
     execution_goal,
     execution_under_way,
 )
+from airflow_provider_dpc.waiting import WaitingMixin
 
 __all__ = ["DpcRunPipelineOperator"]
 
@@ -33,7 +34,7 @@ STATE_KEY = "dpc_pipeline_execution"
 _CONFLICT_ROUNDS = 3
 
 
-class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
+class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
     """Execute a published DPC pipeline and wait (polling, or deferred to the triggerer) until it ends.
 
     Returns the execution id, pushed to XCom (key ``pipeline_execution_id``, with the link to the
@@ -133,23 +134,20 @@ class DpcRunPipelineOperator(ProjectTaskMixin, BaseOperator):
             started_at=now,
             deadline=None if self.timeout is None else now + self.timeout,
         )
-        if self.deferrable:
-            # One read first: an execution that already ended costs no trip through the triggerer.
-            result = self.read_status(watch)
-            if result is not None:
-                return self._finish(result)
-            self.defer(trigger=self.status_trigger(watch, self.poll_interval), method_name="execute_complete")
-        self._waiting_on = (project_id, execution_id)
+        # One read first when deferring: an execution that already ended costs no trip through the triggerer.
+        return self.wait(context, watch, self.poll_interval, read_first=True)
+
+    def poll_status(self, watch: StatusWatch, interval: float) -> WaitResult:
+        self._waiting_on = (watch.project_id, watch.resource_id)
         try:
-            result = self.poll_status(watch, self.poll_interval)
+            return super().poll_status(watch, interval)
         except BaseException:
             # Airflow's execution_timeout, or the worker stopping: the execution must not run on unwatched.
             self._cancel_on_stop("the task stopped while waiting")
             raise
-        return self._finish(result)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
-        return self._finish(WaitResult.from_event(event))
+    def execute_complete(self, context: Context, event: WaitResult | dict[str, Any]) -> str:
+        return self._finish(WaitResult.of(event))
 
     def on_kill(self) -> None:
         self._cancel_on_stop("the task was killed")

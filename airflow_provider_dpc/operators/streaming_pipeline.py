@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_dpc._compat import BaseOperator, Context, conf
+from airflow_provider_dpc._tasks import (
+    PIPELINE_FIELDS,
+    PROJECT_FIELDS,
+    PipelineTaskMixin,
+    ProjectTaskMixin,
+    check_wait_arguments,
+)
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import PipelineCommand, PipelineStatus
 from airflow_provider_dpc.exceptions import (
@@ -22,7 +28,6 @@ from airflow_provider_dpc.exceptions import (
 )
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL, DpcStreamingPipelineLink, pipeline_url
-from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin, check_wait_arguments
 from airflow_provider_dpc.operators._lineage import DefinitionLineageMixin, FetchedPipelineLineageMixin
 from airflow_provider_dpc.status import (
     HoldRecord,
@@ -35,6 +40,7 @@ from airflow_provider_dpc.status import (
     conclude_error,
     hold_goal,
 )
+from airflow_provider_dpc.waiting import WaitingMixin
 
 if TYPE_CHECKING:
     from airflow_provider_dpc.models import StreamingPipelineDefinition
@@ -51,12 +57,14 @@ XCOM_PIPELINE_ID = "pipeline_id"
 RUNNING = (PipelineStatus.STARTING, PipelineStatus.SNAPSHOTTING, PipelineStatus.STREAMING)
 
 
-class _DpcOperator(PipelineTaskMixin, BaseOperator):
-    """What every DPC operator shares: the connection, project and pipeline resolution, waiting."""
+class _PipelineOperator(ProjectTaskMixin, BaseOperator):
+    """A task acting on a streaming pipeline: its connection and project, and the pipeline's link."""
 
-    template_fields: Sequence[str] = PIPELINE_FIELDS
+    template_fields: Sequence[str] = PROJECT_FIELDS
     operator_extra_links = (DpcStreamingPipelineLink(),)
     ui_color = "#e0f2ef"
+    #: (project id, pipeline id) once this run has resolved them; lineage reads them from here.
+    resolved_pipeline: tuple[str, str] | None = None
 
     def __init__(
         self,
@@ -64,20 +72,11 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
         dpc_conn_id: str = DEFAULT_CONN_NAME,
         project_id: str | None = None,
         project_name: str | None = None,
-        pipeline_id: str | None = None,
-        pipeline_name: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 10.0,
-        timeout: float | None = 3600.0,
         dpc_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._bind_pipeline(dpc_conn_id, project_id, project_name, pipeline_id, pipeline_name, dpc_retry_policy)
-        check_wait_arguments(poll_interval, timeout)
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
+        self._bind_project(dpc_conn_id, project_id, project_name, dpc_retry_policy)
 
     def _announce(self, context: Context, project_id: str, pipeline_id: str) -> None:
         """Push the pipeline id and its link first, so a failure later still leaves them in XCom."""
@@ -88,19 +87,45 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
         url = pipeline_url(settings.app_url, project_id, pipeline_id, settings.pipeline_url_template)
         ti.xcom_push(key=XCOM_PIPELINE_URL, value=url)
 
+
+class _WaitingPipelineOperator(PipelineTaskMixin, WaitingMixin, _PipelineOperator):
+    """A task on an existing pipeline (by id or name) that waits for its status, polled or deferred."""
+
+    template_fields: Sequence[str] = PIPELINE_FIELDS
+    #: Seconds a wait may take; None waits as long as it takes (see :class:`_TimedPipelineOperator`).
+    timeout: float | None = None
+
+    def __init__(
+        self,
+        *,
+        pipeline_id: str | None = None,
+        pipeline_name: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_wait_arguments(poll_interval, None)
+        self.pipeline_id = pipeline_id
+        self.pipeline_name = pipeline_name
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+
+    def _find(self, context: Context, project_id: str | None = None) -> tuple[str, str]:
+        """The project and pipeline ids, resolved through the API where names were given, and announced."""
+        project_id = project_id or self.resolve_project()
+        pipeline_id = self.resolve_pipeline(project_id)
+        self._announce(context, project_id, pipeline_id)
+        return project_id, pipeline_id
+
     def _wait(self, context: Context, project_id: str, pipeline_id: str, goal: StatusGoal, started_at: float) -> Any:
-        """Wait for ``goal`` by polling here or in the triggerer, then call :meth:`after_wait`."""
+        """Wait for ``goal`` (the trigger enforces the deadline when deferred), then :meth:`after_wait`."""
         deadline = None if self.timeout is None else started_at + self.timeout
         watch = StatusWatch(goal, project_id, pipeline_id, started_at=started_at, deadline=deadline)
-        if self.deferrable:
-            # The trigger enforces the deadline and reports back, so execute_complete always runs.
-            self.defer(trigger=self.status_trigger(watch, self.poll_interval), method_name="execute_complete")
-        return self._finish(context, self.poll_status(watch, self.poll_interval))
+        return self.wait(context, watch, self.poll_interval)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        return self._finish(context, WaitResult.from_event(event))
-
-    def _finish(self, context: Context, result: WaitResult) -> Any:
+    def execute_complete(self, context: Context, event: WaitResult | dict[str, Any]) -> Any:
+        result = WaitResult.of(event)
         self.resolved_pipeline = (result.project_id, result.pipeline_id)  # also after a deferral
         status = conclude(result)
         self.log.info("pipeline %s is %s after %.0f s", result.pipeline_id, status, result.waited)
@@ -136,7 +161,16 @@ class _DpcOperator(PipelineTaskMixin, BaseOperator):
         self.log.info("agent %s of pipeline %s is %s", agent_id, pipeline_id, agent.agent_status or "up")
 
 
-class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
+class _TimedPipelineOperator(_WaitingPipelineOperator):
+    """A waiting task whose wait ends after ``timeout`` seconds (an hour by default)."""
+
+    def __init__(self, *, timeout: float | None = 3600.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        check_wait_arguments(self.poll_interval, timeout)
+        self.timeout = timeout
+
+
+class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _PipelineOperator):
     """Create a streaming pipeline, or reuse or update the one of the same name.
 
     The definition is validated locally before any call. The project is searched for a pipeline of
@@ -148,7 +182,7 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
         is, or ``update`` it to this definition.
     """
 
-    template_fields: Sequence[str] = ("project_id", "project_name", "definition")
+    template_fields: Sequence[str] = (*PROJECT_FIELDS, "definition")
     template_ext: Sequence[str] = (".json",)
     template_fields_renderers = {"definition": "json"}
 
@@ -159,6 +193,7 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
         if_exists: Literal["fail", "reuse", "update"] = "fail",
         **kwargs: Any,
     ) -> None:
+        _drop_unused(type(self), kwargs, ("pipeline_id", "pipeline_name", "deferrable", "poll_interval", "timeout"))
         super().__init__(**kwargs)
         if if_exists not in ("fail", "reuse", "update"):
             raise ValueError(f"if_exists must be 'fail', 'reuse' or 'update', got {if_exists!r}")
@@ -166,9 +201,9 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
         self.if_exists = if_exists
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_dpc.models import validate_definition
+        from airflow_provider_dpc.models import load_definition, validate_definition
 
-        definition = self.validated_definition = validate_definition(_load_definition(self.definition))
+        definition = self.validated_definition = validate_definition(load_definition(self.definition))
         project_id = self.resolve_project()
         existing = self.hook.find_streaming_pipeline_by_name(project_id, definition.name)
         if existing is None:
@@ -198,7 +233,7 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _DpcOperator):
         return int(getattr(context["ti"], "try_number", 1) or 1) > 1 and existing.to_wire() == wanted.to_wire()
 
 
-class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperator):
+class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _TimedPipelineOperator):
     """Start a streaming pipeline and wait until it is really STREAMING.
 
     Idempotent: a STREAMING pipeline is left alone, a STARTING or SNAPSHOTTING one is only waited
@@ -226,9 +261,7 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperato
         self.check_agent = check_agent
 
     def execute(self, context: Context) -> Any:
-        project_id = self.resolve_project()
-        pipeline_id = self.resolve_pipeline(project_id)
-        self._announce(context, project_id, pipeline_id)
+        project_id, pipeline_id = self._find(context)
         status = self.hook.get_status(project_id, pipeline_id)
         if status is PipelineStatus.STREAMING:
             self.log.info("pipeline %s is already STREAMING", pipeline_id)
@@ -256,7 +289,7 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _DpcOperato
         return PipelineStatus(conclude(self.poll_status(watch, min(self.poll_interval, 5.0))))
 
 
-class DpcStopStreamingPipelineOperator(_DpcOperator):
+class DpcStopStreamingPipelineOperator(_TimedPipelineOperator):
     """Stop a streaming pipeline and wait until it is NOT_RUNNING (idempotent).
 
     :param wait_for_stopped: wait for NOT_RUNNING (default) or return once STOP is accepted.
@@ -267,26 +300,14 @@ class DpcStopStreamingPipelineOperator(_DpcOperator):
         self.wait_for_stopped = wait_for_stopped
 
     def execute(self, context: Context) -> Any:
-        project_id = self.resolve_project()
-        pipeline_id = self.resolve_pipeline(project_id)
-        self._announce(context, project_id, pipeline_id)
+        project_id, pipeline_id = self._find(context)
         status = self.hook.get_status(project_id, pipeline_id)
-        if not self._stop(project_id, pipeline_id, status) or not self.wait_for_stopped:
+        if not _stop(self, project_id, pipeline_id, status) or not self.wait_for_stopped:
             return pipeline_id
         return self._wait(context, project_id, pipeline_id, StatusGoal.of(PipelineStatus.NOT_RUNNING), time.time())
 
-    def _stop(self, project_id: str, pipeline_id: str, status: PipelineStatus) -> bool:
-        """Send STOP unless the pipeline is already stopped or stopping; False when it is NOT_RUNNING."""
-        if status is PipelineStatus.NOT_RUNNING:
-            self.log.info("pipeline %s is already NOT_RUNNING", pipeline_id)
-            return False
-        if status is not PipelineStatus.STOPPING:
-            self.hook.send_command(project_id, pipeline_id, PipelineCommand.STOP)
-            self.log.info("sent STOP to pipeline %s (it was %s)", pipeline_id, status)
-        return True
 
-
-class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
+class DpcDeleteStreamingPipelineOperator(_TimedPipelineOperator):
     """Delete a streaming pipeline, stopping it first when it runs.
 
     :param stop_if_running: stop a running pipeline and wait for NOT_RUNNING before deleting;
@@ -295,15 +316,15 @@ class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
     """
 
     def __init__(self, *, stop_if_running: bool = True, missing_ok: bool = False, **kwargs: Any) -> None:
+        _drop_unused(type(self), kwargs, ("wait_for_stopped",))
         super().__init__(**kwargs)
         self.stop_if_running = stop_if_running
         self.missing_ok = missing_ok
 
     def execute(self, context: Context) -> Any:
-        project_id = self.resolve_project()
+        project_id = self.resolve_project()  # a missing project is never "nothing to delete"
         try:
-            pipeline_id = self.resolve_pipeline(project_id)
-            self._announce(context, project_id, pipeline_id)
+            pipeline_id = self._find(context, project_id)[1]
             status = self.hook.get_status(project_id, pipeline_id)
         except DpcNotFoundError:
             if not self.missing_ok:
@@ -317,7 +338,7 @@ class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
                 raise DpcConflictError(
                     f"streaming pipeline {pipeline_id} is {status}; stop it first or set stop_if_running=True"
                 )
-            if self._stop(project_id, pipeline_id, status):
+            if _stop(self, project_id, pipeline_id, status):
                 return self._wait(
                     context, project_id, pipeline_id, StatusGoal.of(PipelineStatus.NOT_RUNNING), time.time()
                 )
@@ -329,7 +350,31 @@ class DpcDeleteStreamingPipelineOperator(DpcStopStreamingPipelineOperator):
         return pipeline_id
 
 
-class DpcKeepStreamingOperator(_DpcOperator):
+def _drop_unused(operator: type, kwargs: dict[str, Any], names: Sequence[str]) -> None:
+    """Take out of ``kwargs`` the arguments ``operator`` once accepted but never used, with a warning:
+    a DAG that passes them keeps parsing until a later release refuses them."""
+    for name in names:
+        if name in kwargs:
+            del kwargs[name]
+            warnings.warn(
+                f"{operator.__name__} does not use {name!r}; it is ignored, and a later release will refuse it",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+
+
+def _stop(task: _WaitingPipelineOperator, project_id: str, pipeline_id: str, status: PipelineStatus) -> bool:
+    """Send STOP unless the pipeline is already stopped or stopping; False when it is NOT_RUNNING."""
+    if status is PipelineStatus.NOT_RUNNING:
+        task.log.info("pipeline %s is already NOT_RUNNING", pipeline_id)
+        return False
+    if status is not PipelineStatus.STOPPING:
+        task.hook.send_command(project_id, pipeline_id, PipelineCommand.STOP)
+        task.log.info("sent STOP to pipeline %s (it was %s)", pipeline_id, status)
+    return True
+
+
+class DpcKeepStreamingOperator(_WaitingPipelineOperator):
     """Hold a streaming pipeline in STREAMING until ``until``, restarting it when it drops.
 
     The hold is a wait for a drop (NOT_RUNNING or STOPPING) whose deadline is ``until``: polled
@@ -360,10 +405,10 @@ class DpcKeepStreamingOperator(_DpcOperator):
         grace_period: float = 30.0,
         check_agent: bool = True,
         poll_interval: float = 30.0,
-        timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(poll_interval=poll_interval, timeout=timeout, **kwargs)
+        _drop_unused(type(self), kwargs, ("timeout",))  # ``until`` ends the hold
+        super().__init__(poll_interval=poll_interval, **kwargs)
         if max_restarts < 0:
             raise ValueError(f"max_restarts must be 0 or more, got {max_restarts}")
         self.until = until
@@ -373,9 +418,7 @@ class DpcKeepStreamingOperator(_DpcOperator):
 
     def execute(self, context: Context) -> Any:
         deadline = self._deadline()  # a bad ``until`` fails before any call
-        project_id = self.resolve_project()
-        pipeline_id = self.resolve_pipeline(project_id)
-        self._announce(context, project_id, pipeline_id)
+        project_id, pipeline_id = self._find(context)
         if time.time() >= deadline:
             self.log.info("the hold of pipeline %s ended at %s, before it began", pipeline_id, self.until)
             return HoldRecord().outcome()
@@ -391,24 +434,21 @@ class DpcKeepStreamingOperator(_DpcOperator):
         """Wait for a drop until ``until``; then :meth:`hold_ended`."""
         now = time.time()
         watch = StatusWatch(hold_goal(), project_id, pipeline_id, started_at=now, deadline=max(now, self._deadline()))
-        return self._wait_then(context, watch, "hold_ended", {"record": record, "since": now})
+        return self.wait(
+            context, watch, self.poll_interval, method="hold_ended", carry={"record": record, "since": now}
+        )
 
-    def _wait_then(self, context: Context, watch: StatusWatch, method: str, carry: dict[str, Any]) -> Any:
-        """Wait for ``watch`` here or in the triggerer, then call ``method`` with the event and ``carry``."""
-        if self.deferrable:
-            self.defer(trigger=self.status_trigger(watch, self.poll_interval, carry), method_name=method)
-        event = {**self.poll_status(watch, self.poll_interval).to_event(), "carry": carry}
-        return getattr(self, method)(context, event)
-
-    def hold_ended(self, context: Context, event: dict[str, Any]) -> Any:
+    def hold_ended(self, context: Context, event: WaitResult | dict[str, Any]) -> Any:
         """A hold's wait is over: the window closed (success), or the pipeline dropped."""
-        result, hold = WaitResult.from_event(event), HoldRecord.from_dict(event["carry"]["record"])
+        result = WaitResult.of(event)
+        carry = result.carry or {}
+        hold = HoldRecord.from_dict(carry["record"])
         hold.add(result)
         if result.verdict is Verdict.TIMED_OUT:
             self.log.info("pipeline %s held until %s: %s", result.pipeline_id, self.until, hold.outcome())
             return hold.outcome()
         conclude_error(result)  # an API error that outlasted the retries ends the hold
-        dropped_at = float(event["carry"]["since"]) + result.waited
+        dropped_at = float(carry["since"]) + result.waited
         return self._restart(context, result.project_id, result.pipeline_id, hold, result.status or "", dropped_at)
 
     def _restart(
@@ -426,13 +466,16 @@ class DpcKeepStreamingOperator(_DpcOperator):
         now = time.time()
         goal = StatusGoal.of(PipelineStatus.STREAMING, PipelineStatus.NOT_RUNNING, self.grace_period)
         watch = StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=max(now, self._deadline()))
-        return self._wait_then(context, watch, "restart_ended", {"record": hold.to_dict(), "dropped_at": dropped_at})
+        carry = {"record": hold.to_dict(), "dropped_at": dropped_at}
+        return self.wait(context, watch, self.poll_interval, method="restart_ended", carry=carry)
 
-    def restart_ended(self, context: Context, event: dict[str, Any]) -> Any:
+    def restart_ended(self, context: Context, event: WaitResult | dict[str, Any]) -> Any:
         """A restart's wait is over: streaming again (hold on), failed again, or the window closed."""
-        result, hold = WaitResult.from_event(event), HoldRecord.from_dict(event["carry"]["record"])
+        result = WaitResult.of(event)
+        carry = result.carry or {}
+        hold = HoldRecord.from_dict(carry["record"])
         hold.add(result)
-        dropped_at = float(event["carry"]["dropped_at"])
+        dropped_at = float(carry["dropped_at"])
         if result.verdict is Verdict.FAILED:  # NOT_RUNNING after the grace period: the restart failed
             return self._restart(context, result.project_id, result.pipeline_id, hold, result.status or "", dropped_at)
         conclude_error(result)
@@ -458,24 +501,3 @@ def _epoch(until: datetime | str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _load_definition(value: Any) -> Any:
-    """The definition as a dict or model; a string is a rendered ``.json`` template or a file path."""
-    from pydantic import BaseModel
-
-    if isinstance(value, BaseModel | Mapping):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.startswith("{") and os.path.isfile(text):
-            with open(text, encoding="utf-8") as handle:
-                text = handle.read()
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DpcValidationError(
-                f"definition is neither valid JSON nor a readable .json file: {exc.msg} at line {exc.lineno}",
-                errors=[FieldError("definition", "must be a JSON object or the path of a .json file")],
-            ) from None
-    return value

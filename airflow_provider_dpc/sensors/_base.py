@@ -8,11 +8,11 @@ from typing import Any
 
 from airflow_provider_dpc._compat import AirflowSensorTimeout, AirflowSkipException, BaseSensorOperator, Context
 from airflow_provider_dpc.exceptions import DpcError
-from airflow_provider_dpc.operators._base import ProjectTaskMixin
 from airflow_provider_dpc.status import StatusGoal, StatusWatch, Verdict, WaitResult, conclude
+from airflow_provider_dpc.waiting import WaitingMixin
 
 
-class DpcStatusSensor(ProjectTaskMixin, BaseSensorOperator):
+class DpcStatusSensor(WaitingMixin, BaseSensorOperator):
     """Waits until a watched resource reaches its goal; a failure status fails the sensor at once,
     or skips it with ``soft_fail``. Deferred, the triggerer polls and enforces ``timeout``.
 
@@ -47,20 +47,18 @@ class DpcStatusSensor(ProjectTaskMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        # Poke mode leaves the timeout to BaseSensorOperator; deferred, the trigger enforces it.
+        # Poke mode leaves the timeout to BaseSensorOperator; deferred, the trigger enforces it. One
+        # read first: a goal already reached costs no trip through the triggerer.
         watch = self._start_watch(timeout=_seconds(self.timeout))
-        # One read first: a goal already reached costs no trip through the triggerer.
-        if self._settle(self.read_status(watch)):
-            return None
-        self.defer(trigger=self.status_trigger(watch, _seconds(self.poke_interval)), method_name="execute_complete")
+        return self.wait(context, watch, _seconds(self.poke_interval), read_first=True)
 
     def poke(self, context: Context) -> bool:
         if self._watch is None:
             self._watch = self._start_watch()
         return self._settle(self.read_status(self._watch))
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
-        self._settle(WaitResult.from_event(event))
+    def execute_complete(self, context: Context, event: WaitResult | dict[str, Any]) -> None:
+        self._settle(WaitResult.of(event))
 
     def _settle(self, result: WaitResult | None) -> bool:
         """True once the goal is reached; raises (or skips, with ``soft_fail``) on failure."""

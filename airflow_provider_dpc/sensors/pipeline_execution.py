@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_dpc._compat import conf
+from airflow_provider_dpc._tasks import PROJECT_FIELDS
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.hooks._retry import RetryPolicy
-from airflow_provider_dpc.operators._base import PROJECT_FIELDS
 from airflow_provider_dpc.sensors._base import DpcStatusSensor
 from airflow_provider_dpc.status import StatusGoal, WaitResult, execution_goal
 

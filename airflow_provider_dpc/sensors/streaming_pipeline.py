@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_dpc._compat import conf
+from airflow_provider_dpc._tasks import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import PipelineStatus
 from airflow_provider_dpc.hooks._retry import RetryPolicy
-from airflow_provider_dpc.operators._base import PIPELINE_FIELDS, PipelineTaskMixin
 from airflow_provider_dpc.sensors._base import DpcStatusSensor
 from airflow_provider_dpc.status import StatusGoal
 

@@ -111,7 +111,5 @@ class DpcStatusTrigger(BaseTrigger):
         except DpcError as exc:
             result = watch.error(exc, time.time())
         self.log.info("%s %s: %s (%s)", self.goal.kind, self.resource_id, result.verdict, result.status)
-        event = result.to_event()
-        if self.carry is not None:
-            event["carry"] = self.carry
-        yield TriggerEvent(event)
+        result.carry = self.carry
+        yield TriggerEvent(result.to_event())

@@ -50,6 +50,8 @@ from tests.guide import PROJECT_ID, guide_body  # noqa: E402
 from tests.reliability.figures import figures  # noqa: E402
 from tests.task_runner import RecordingTI  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 BASE = "http://dpc.offline/dpc"
 GUIDE_BODY = guide_body()
 UUID_RE = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

@@ -40,6 +40,8 @@ from tests.reliability.flows import (
     restart,
 )
 
+pytestmark = pytest.mark.slow
+
 STATUS_CALL = r"GET /v1/projects/{project}/streaming-pipelines/{pipeline}/status"
 COMMAND_CALL = r"POST /v1/projects/{project}/streaming-pipelines/{pipeline}/commands"
 

@@ -28,6 +28,8 @@ from airflow_provider_dpc.emulator import EmulatorProcess  # noqa: E402
 from tests.guide import PROJECT_ID  # noqa: E402
 from tests.reliability.figures import figures  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 GUIDE_AGENT_ID = "2734aa6f-0c64-4d2b-9406-f44dc8f1f3b6"
 DEFAULT, HEAVY = 8, 120
 
