@@ -568,7 +568,8 @@ class DpcHook(_compat.BaseHook):
     ) -> PipelineExecution:
         """What a wait needs of an execution: its status from the lightweight status read, and with
         ``check_finished`` its details too where the status alone does not say whether it has ended
-        (UNKNOWN, or a status nobody documented), so ``finished`` tells.
+        (UNKNOWN, FORBIDDEN or a status nobody documented: see ``status.ask_if_finished``), so
+        ``finished`` tells.
 
         Where the status route answers 404 or 405 for an execution that exists, this process reads
         the details instead from then on, with one warning: the route is documented, but no client
