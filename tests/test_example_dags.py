@@ -22,6 +22,9 @@ from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to
 pytestmark = [pytest.mark.every_line, pytest.mark.slow]
 
 EXAMPLES = Path(__file__).parent.parent / "example_dags"
+# The polled runs on the oldest and newest lines; the deferred ones, whose triggers run as each
+# line's triggerer runs them, on every line (polling is the same code on every line).
+POLLED = pytest.param(False, marks=pytest.mark.edge_lines)
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ def task_states(run: Any) -> dict[str, str]:
         return {ti.task_id: str(ti.state) for ti in rows}
 
 
-@pytest.mark.parametrize("deferrable", [False, True])
+@pytest.mark.parametrize("deferrable", [POLLED, True])
 def test_quickstart(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool) -> None:
     monkeypatch.setenv("DPC_DEFERRABLE", str(deferrable).lower())
     dag = load_dag("example_dpc_quickstart.py", "example_dpc_quickstart")
@@ -160,7 +163,7 @@ def test_scheduled_window_fails_when_the_stream_dies_and_cannot_be_restarted(exa
     assert requests_to(example_env, "POST", "/commands") == 3  # START and two restarts; it was stopped already
 
 
-@pytest.mark.parametrize("deferrable", [False, True])
+@pytest.mark.parametrize("deferrable", [POLLED, True])
 def test_gated_activation(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool) -> None:
     monkeypatch.setenv("DPC_DEFERRABLE", str(deferrable).lower())
     pipeline_id = make_pipeline("gated")

@@ -390,6 +390,7 @@ def test_the_openlineage_provider_picks_the_facets_up(hook: DpcHook) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.edge_lines  # the in-process facets above run on every line
 @needs_provider
 def test_a_dag_run_emits_the_lineage(fresh_emulator: Any, airflow_db: None, tmp_path: Path) -> None:
     """``airflow dags test`` of the quickstart with OpenLineage writing its events to a file."""
