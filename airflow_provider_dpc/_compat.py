@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +34,10 @@ __all__ = [
     "aget_connection",
     "amask_secret",
     "conf",
+    "data_interval_end",
     "get_xcom_value",
     "mask_secret",
+    "scheduled_time",
 ]
 
 # name -> the modules that may hold it, newest first.
@@ -80,6 +84,37 @@ def get_xcom_value(ti_key: Any, key: str) -> Any:
     """A task instance's XCom value, where an extra link reads it (Airflow's API server or webserver)."""
     xcom = find("XCom", *_PLACES["XCom"])
     return xcom.get_value(ti_key=ti_key, key=key)
+
+
+# ---- when a run was due --------------------------------------------------------------------------
+# Airflow 3 gives every run ``run_after``: when it was due (a scheduled run's data interval end or
+# cron time, a manual run's trigger time). Airflow 2 has no such field; there a scheduled run is due
+# at its data interval's end, and a manual one at its logical date (the data interval a cron
+# schedule infers for a manual run is the last whole one, which may have ended days before).
+
+
+def scheduled_time(context: Mapping[str, Any]) -> datetime:
+    """When the task's run was due, timezone-aware: what a scheduled window opens at."""
+    dag_run = context.get("dag_run")
+    run_after = getattr(dag_run, "run_after", None)
+    if run_after is not None:
+        return _aware(run_after)
+    manual = str(getattr(dag_run, "run_type", "")) == "manual"
+    moment = context.get("logical_date") if manual else context.get("data_interval_end") or context.get("logical_date")
+    if moment is None:
+        raise ValueError("the task's run has no run_after, data interval or logical date to tell when it was due")
+    return _aware(moment)
+
+
+def data_interval_end(context: Mapping[str, Any]) -> datetime:
+    """The end of the run's data interval, or when it was due where it has none (Airflow 3's manual
+    and asset-triggered runs may have no logical date, and so no interval)."""
+    end = context.get("data_interval_end")
+    return _aware(end) if end is not None else scheduled_time(context)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # ---- reading a connection inside a trigger's event loop ---------------------------------------
