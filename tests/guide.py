@@ -11,7 +11,10 @@ if TYPE_CHECKING:
     from airflow_provider_dpc.hooks.dpc import DpcHook
     from airflow_provider_dpc.models import PipelineStatus
 
-GUIDE = Path(__file__).parent / "fixtures" / "guide"
+#: The project's checkout, and the suite's fixtures.
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+GUIDE = FIXTURES / "guide"
 PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"  # the guide's project, which the emulator serves
 GUIDE_AGENT_ID = "2734aa6f-0c64-4d2b-9406-f44dc8f1f3b6"  # the agent of the guide's pipeline, seeded as up
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -42,7 +41,7 @@ from airflow_provider_dpc.operators.pipeline_execution import STATE_KEY, DpcRunP
 from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecutionSensor
 from airflow_provider_dpc.status import StatusWatch, execution_goal
 from airflow_provider_dpc.triggers.pipeline_execution import DpcPipelineExecutionTrigger
-from tests.guide import PROJECT_ID, requests_to
+from tests.guide import PROJECT_ID, ROOT, requests_to
 from tests.task_runner import RecordingTI, first_event, run_task
 
 try:
@@ -472,7 +471,7 @@ def test_a_retry_after_a_crash_waits_for_its_own_execution(hook: DpcHook, defaul
         [sys.executable, "-c", textwrap.dedent(CRASHING_TRY), PROJECT_ID],
         capture_output=True,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(__file__)),
+        cwd=ROOT,
         timeout=60,
     )
     assert crashed.returncode == 3, crashed.stderr

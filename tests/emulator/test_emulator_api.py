@@ -11,7 +11,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +22,7 @@ from airflow_provider_dpc.emulator.__main__ import build_parser, config_from_arg
 from airflow_provider_dpc.emulator.config import ConfigError, load_seed
 from airflow_provider_dpc.emulator.state import EmulatorState
 from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
-from tests.guide import GUIDE_AGENT_ID, PROJECT_ID
+from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, ROOT
 
 PIPELINES = f"/v1/projects/{PROJECT_ID}/streaming-pipelines"
 Guide = Callable[[str], Any]
@@ -782,7 +781,7 @@ async def test_create_app_serves_in_process(guide: Guide) -> None:
 
 def documented_published_pipelines() -> list[dict[str, Any]]:
     """The ``publishedPipelines`` of the seed file docs/emulator.md shows."""
-    page = (Path(__file__).parent.parent / "docs" / "emulator.md").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / "emulator.md").read_text(encoding="utf-8")
     block = page.split("```json\n", 1)[1].split("```", 1)[0]
     pipelines: list[dict[str, Any]] = json.loads(block)["publishedPipelines"]
     return pipelines
@@ -843,7 +842,7 @@ def test_connection_uri_round_trips_through_airflow(emulator: EmulatorProcess) -
 
 
 def _child_env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(ROOT)
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
 
 

@@ -6,20 +6,17 @@ import asyncio
 import contextlib
 import importlib.util
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
-from tests.guide import PROJECT_ID, guide_body, wait_for_status
+from tests.guide import FIXTURES, PROJECT_ID, guide_body, wait_for_status
 
 pytestmark = pytest.mark.every_line
 
-STORED_PAYLOAD_KEYS = json.loads((Path(__file__).parent / "fixtures" / "stored" / "airflow_state.json").read_text())[
-    "asset_event_payload_keys"
-]
+STORED_PAYLOAD_KEYS = json.loads((FIXTURES / "stored" / "airflow_state.json").read_text())["asset_event_payload_keys"]
 
 HAS_WATCHERS = importlib.util.find_spec("airflow.triggers.base") is not None and hasattr(
     importlib.import_module("airflow.triggers.base"), "BaseEventTrigger"

@@ -2,8 +2,8 @@
 
 ``test_example_dags.py`` runs DAGs with ``dag.test()`` in this process; here the scheduler queues
 the tasks on a LocalExecutor, deferred tasks wait in a real triggerer, and the test watches it all
-through the REST API, as an operator of a deployment would. One cluster serves the whole module
-(it takes about half a minute to start); the emulator is reset before each test.
+through the REST API, as an operator of a deployment would. One cluster serves every test of the
+session (see ``conftest.py``); the emulator is reset before each test.
 
 Airflow 3 only: ``airflow_cluster`` runs Airflow 3's components (the API server, the standalone DAG
 processor, the Task Execution API). The quickstart runs on every 3.x line CI tests, since reading a
@@ -16,33 +16,20 @@ import json
 import re
 import signal
 import time
-from collections.abc import Iterator
-from importlib.metadata import version
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_cluster import COMPONENTS, AirflowCluster, ClusterError
 
-from tests.guide import PROJECT_ID, requests_to
+from tests.cluster.airflow_cluster import AirflowCluster
+from tests.guide import PROJECT_ID, ROOT, requests_to
 
-pytestmark = [
-    pytest.mark.scheduler,
-    pytest.mark.skipif(
-        find_spec("airflow.api_fastapi") is None,
-        reason=f"the cluster runs Airflow 3's API server and Task Execution API, which Airflow "
-        f"{version('apache-airflow')} does not have",
-    ),
-]
-
-EXAMPLES = Path(__file__).parent.parent / "example_dags"
+EXAMPLES = ROOT / "example_dags"
 QUICKSTART = "example_dpc_quickstart"
 QUICKSTART_TASKS = ("create_pipeline", "start_pipeline", "consume", "stop_pipeline", "delete_pipeline")
 RETRY_DAG = "dpc_create_retried_after_crash"
-# A run takes 5-30 s, starting the cluster 30-60 s on two cores. The waits fail (with Airflow's logs)
-# well before pytest-timeout, whose limit includes starting the cluster for the first test that runs.
-STARTUP_TIMEOUT = 150.0
+# A run takes 5-30 s; the waits fail (with Airflow's logs) well before pytest-timeout, whose limit
+# includes starting the cluster for the first test of the session that needs it.
 RUN_TIMEOUT = 90.0
 TEST_TIMEOUT = 300
 
@@ -124,69 +111,19 @@ with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), catc
 '''
 
 
-class _LogsOnFailure:
-    """Adds the tail of every Airflow log to the report of a failed test that used the cluster.
-
-    A :class:`ClusterError` already carries them in its message.
-    """
-
-    def __init__(self, cluster: AirflowCluster) -> None:
-        self.cluster = cluster
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        report = yield
-        if (
-            report.failed
-            and "airflow" in getattr(item, "fixturenames", ())
-            and not (call.excinfo is not None and call.excinfo.errisinstance(ClusterError))
-        ):
-            report.sections.append(("Airflow logs (tails)", self.cluster.log_tails()))
-        return report
-
-
 @pytest.fixture(scope="module")
 def crash_markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the retry DAG's first try notes the pipeline id it was given, one file per run."""
     return tmp_path_factory.mktemp("crash-markers")
 
 
-@pytest.fixture(scope="module")
-def airflow_cluster(emulator: Any, crash_markers: Path, request: pytest.FixtureRequest) -> Iterator[AirflowCluster]:
-    """One Airflow deployment for the module, its DAGs folder holding the quickstart and the retry DAG."""
-    env = {
-        **emulator.airflow_env(),  # AIRFLOW_CONN_MATILLION_DPC_DEFAULT
-        "DPC_DEFERRABLE": "true",
-        "DPC_POLL_INTERVAL": "0.5",
-        "DPC_PROJECT_ID": PROJECT_ID,
-    }
-    dag_files = [EXAMPLES / "example_dpc_quickstart.py", EXAMPLES / "streaming-pipeline.json"]
-    cluster = AirflowCluster(dag_files, env=env, startup_timeout=STARTUP_TIMEOUT)
-    cluster.write_dag_file("dpc_create_retry.py", RETRY_DAG_SOURCE.format(markers=str(crash_markers), dag_id=RETRY_DAG))
-    cluster.write_dag_file("dpc_run_killed.py", KILL_DAG_SOURCE.format(dag_id=KILL_DAG))
-    with cluster:
-        plugin = _LogsOnFailure(cluster)
-        request.config.pluginmanager.register(plugin, "dpc-airflow-cluster-logs")
-        try:
-            yield cluster
-        finally:
-            request.config.pluginmanager.unregister(plugin)
-
-
-@pytest.fixture
-def airflow(airflow_cluster: AirflowCluster, fresh_emulator: Any, conn_env: Any) -> Iterator[AirflowCluster]:
-    """The module's cluster, all components up, with a freshly reset emulator.
-
-    Afterwards any run still going is failed, so it cannot act on the emulator during the next test.
-    """
-    conn_env("matillion_dpc_default")  # for DpcHook calls in this process
-    stopped = [name for name in COMPONENTS if not airflow_cluster.running(name)]
-    for name in stopped:  # an earlier test may have left one down
-        airflow_cluster.start_component(name)
-    if stopped:
-        airflow_cluster.wait_healthy()
-    yield airflow_cluster
-    airflow_cluster.fail_unfinished_runs()
+@pytest.fixture(scope="module", autouse=True)
+def fault_dags(airflow_cluster: AirflowCluster, crash_markers: Path) -> None:
+    """This module's own DAGs beside the examples: the create retried after a crash, the killed run task."""
+    airflow_cluster.write_dag_file(
+        "dpc_create_retry.py", RETRY_DAG_SOURCE.format(markers=str(crash_markers), dag_id=RETRY_DAG)
+    )
+    airflow_cluster.write_dag_file("dpc_run_killed.py", KILL_DAG_SOURCE.format(dag_id=KILL_DAG))
 
 
 def creates_sent(emulator: Any) -> int:
