@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_dpc._compat import AirflowSensorTimeout, AirflowSkipException, BaseSensorOperator, Context
+from airflow_provider_dpc._tasks import check_flag
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.status import StatusGoal, StatusWatch, Verdict, WaitResult, conclude
 from airflow_provider_dpc.waiting import WaitingMixin
@@ -21,9 +22,9 @@ class DpcStatusSensor(WaitingMixin, BaseSensorOperator):
 
     ui_color = "#e0f2ef"
 
-    def __init__(self, *, deferrable: bool, **kwargs: Any) -> None:
+    def __init__(self, *, deferrable: bool | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.deferrable = deferrable
+        self.deferrable = check_flag(deferrable, "deferrable")
         self._watch: StatusWatch | None = None
 
     def goal(self) -> StatusGoal:
@@ -45,7 +46,7 @@ class DpcStatusSensor(WaitingMixin, BaseSensorOperator):
         )
 
     def execute(self, context: Context) -> Any:
-        if not self.deferrable:
+        if not self.defers:
             return super().execute(context)
         # Poke mode leaves the timeout to BaseSensorOperator; deferred, the trigger enforces it. One
         # read first: a goal already reached costs no trip through the triggerer.

@@ -28,7 +28,7 @@ class DpcPipelineExecutionSensor(DpcStatusSensor):
         ``"{{ ti.xcom_pull(task_ids='run', key='pipeline_execution_id') }}"``.
     """
 
-    template_fields: Sequence[str] = (*PROJECT_FIELDS, "execution_id")
+    template_fields: Sequence[str] = (*PROJECT_FIELDS, "execution_id", "deferrable")
 
     def __init__(
         self,
@@ -37,7 +37,7 @@ class DpcPipelineExecutionSensor(DpcStatusSensor):
         dpc_conn_id: str = DEFAULT_CONN_NAME,
         project_id: str | None = None,
         project_name: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
         dpc_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
