@@ -629,12 +629,30 @@ def _ambiguous_pipeline_name(s: Situation) -> str:
     return message_of(lambda: hook.find_running_execution(PROJECT_ID, "Load orders", "Environment-1"))
 
 
+def _bad_window_length(s: Situation) -> str:
+    from airflow_provider_dpc.windows import window_length
+
+    return message_of(lambda: window_length("{{ params.window_hours }}"))  # a template left unrendered
+
+
+def _bad_deferrable(s: Situation) -> str:
+    from airflow_provider_dpc.operators.streaming_pipeline import DpcStopStreamingPipelineOperator
+
+    op = DpcStopStreamingPipelineOperator(
+        task_id="stop", project_id=PROJECT_ID, pipeline_id=s.pipeline(streaming=True), deferrable="{{ params.d }}"
+    )
+    op.deferrable = "sometimes"  # what the template rendered to
+    return message_of(lambda: op.execute(context()))
+
+
 TRIGGERS: dict[str, Callable[[Situation], str]] = {
     "missing-connection": _missing_connection,
     "no-credentials": _no_credentials,
     "credentials-refused": _credentials_refused,
     "token-refused": _token_refused,
     "bad-extra": _bad_extra,
+    "bad-window-length": _bad_window_length,
+    "bad-deferrable": _bad_deferrable,
     "invalid-definition": _invalid_definition,
     "definition-file": _definition_file,
     "name-exists": _name_exists,
