@@ -157,27 +157,28 @@ def warm_dag_test(emulator: Any, airflow_db: None) -> None:
 
 def test_scheduled_window_on_time(example_env: Any, warm_dag_test: None) -> None:
     dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
-    run = dag.test(run_conf={"pipeline_name": "windowed", "window_hours": 12 / 3600, "deferrable": True})
+    # 15 s: longer than a busy machine takes to create the pipeline and start it under dag.test().
+    run = dag.test(run_conf={"pipeline_name": "windowed", "window_hours": 15 / 3600, "deferrable": True})
     assert task_states(run) == dict.fromkeys(WINDOW_TASKS, "success")
     (pipeline,) = DpcHook().list_streaming_pipelines(PROJECT_ID)  # created by the run: the emulator had none
     assert DpcHook().get_status(PROJECT_ID, pipeline.streaming_pipeline_id) is PipelineStatus.NOT_RUNNING
     assert requests_to(example_env, "POST", "/commands") == 2  # START, STOP
     # A triggered run's window opens when it was triggered, and the hold lasts until it closes.
     due = getattr(run, "run_after", None) or run.execution_date
-    closes = due + timedelta(seconds=12)
+    closes = due + timedelta(seconds=15)
     assert closes <= task_times(run, "hold_until_window_closes")[1] < closes + timedelta(seconds=10)
 
 
 def test_a_late_scheduled_window_holds_only_what_remains(example_env: Any, warm_dag_test: None) -> None:
     make_pipeline("late-window")
     dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
-    due = datetime.now(UTC) - timedelta(seconds=20)  # the run is 20 s late for a 26 s window
-    run = run_due(dag, due, pipeline_name="late-window", window_hours=26 / 3600, deferrable=False)
+    due = datetime.now(UTC) - timedelta(seconds=10)  # the run is 10 s late for a 25 s window
+    run = run_due(dag, due, pipeline_name="late-window", window_hours=25 / 3600, deferrable=False)
     assert task_states(run) == dict.fromkeys(WINDOW_TASKS, "success")
-    closes = due + timedelta(seconds=26)
+    closes = due + timedelta(seconds=25)
     held_from, held_to = task_times(run, "hold_until_window_closes")
-    # It held until the window's close, not 26 s from when it began (which would end 20 s later).
-    assert closes <= held_to < closes + timedelta(seconds=10), (held_from, held_to, closes)
+    # It held until the window's close, not 25 s from when it began (which would end 10 s or more later).
+    assert closes <= held_to < closes + timedelta(seconds=8), (held_from, held_to, closes)
     assert requests_to(example_env, "POST", "/commands") == 2
 
 
