@@ -109,7 +109,7 @@ class AirflowStandalone(AirflowCluster):
         return self._run_cli(*args, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def standalone(emulator: Any) -> Iterator[AirflowStandalone]:
     """A new user's Airflow: ``airflow standalone`` with the quickstart in its DAGs folder and no
     connection at all (the test makes one in the UI)."""
@@ -119,9 +119,10 @@ def standalone(emulator: Any) -> Iterator[AirflowStandalone]:
         yield airflow
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(standalone: AirflowStandalone) -> Iterator[Any]:
-    """Chromium with a fresh profile, through Playwright."""
+    """Chromium with a fresh profile, through Playwright; closed with the module, as Playwright's
+    sync API keeps an event loop running in this thread, where ``asyncio.run`` then fails."""
     from playwright.sync_api import sync_playwright
 
     profile = tempfile.mkdtemp(prefix="dpc-chromium-")
