@@ -93,7 +93,8 @@ def airflow_cluster(emulator: Any, request: pytest.FixtureRequest) -> Iterator[A
 def airflow(airflow_cluster: AirflowCluster, fresh_emulator: Any, conn_env: Any) -> Iterator[AirflowCluster]:
     """The session's cluster, all components up, with a freshly reset emulator.
 
-    Afterwards any run still going is failed, so it cannot act on the emulator during the next test.
+    Afterwards every DAG the test unpaused is paused again and any run still going is failed, so
+    nothing of it acts on the emulator during the next test.
     """
     conn_env("matillion_dpc_default")  # for DpcHook calls in this process
     stopped = [name for name in COMPONENTS if not airflow_cluster.running(name)]
@@ -102,4 +103,5 @@ def airflow(airflow_cluster: AirflowCluster, fresh_emulator: Any, conn_env: Any)
     if stopped:
         airflow_cluster.wait_healthy()
     yield airflow_cluster
+    airflow_cluster.pause_all()
     airflow_cluster.fail_unfinished_runs()

@@ -431,11 +431,13 @@ def test_api_needs_a_valid_bearer_token(fresh_emulator: EmulatorProcess, headers
 
 
 def test_tokens_expire_after_their_ttl(fresh_emulator: EmulatorProcess) -> None:
-    fresh_emulator.configure(token_ttl=0.3)
+    # A TTL far longer than one request takes on a busy machine, and a sleep past it.
+    fresh_emulator.configure(token_ttl=2.0)
+    issued = time.monotonic()
     token = fresh_emulator.token()
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{fresh_emulator.base_url}/v1/projects", headers=headers).status_code == 200
-    time.sleep(0.4)
+    time.sleep(max(0.0, issued + 2.3 - time.monotonic()))
     expired = httpx.get(f"{fresh_emulator.base_url}/v1/projects", headers=headers)
     assert expired.status_code == 401
     assert "expired" in expired.json()["detail"]
