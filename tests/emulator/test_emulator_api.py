@@ -701,6 +701,7 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
         pipeline + "/commands": ["post"],
         pipeline + "/status": ["get"],
         project + "/published-pipelines": ["get"],
+        project + "/schedules": ["get"],
         project + "/pipeline-executions": ["post"],
         execution: ["get", "patch"],
         execution + "/status": ["get"],
