@@ -551,7 +551,12 @@ class NewEndings:
 
     def observe(self, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
         """The executions of this list that ended since the last one, with a watched status."""
-        found = _of_pipeline(self.pipeline_name, self.environment_name, executions)
+        floor = self.started_after
+        found = [
+            e
+            for e in _of_pipeline(self.pipeline_name, self.environment_name, executions)
+            if floor is None or e.started is None or e.started > floor  # as the list's startedAfter keeps them
+        ]
         found.sort(key=lambda e: (e.started or datetime.max.replace(tzinfo=UTC), e.pipeline_execution_id))
         new: list[PipelineExecution] = []
         under_way: list[datetime] = []
@@ -568,11 +573,12 @@ class NewEndings:
         self._first = False
         starts = [e.started for e in found if e.started is not None]
         if starts:
-            floor = min([*under_way, max(starts)]) - self.MARGIN
-            if self.started_after is None or floor > self.started_after:
-                self.started_after = floor
+            moved = min([*under_way, max(starts)]) - self.MARGIN
+            if floor is None or moved > floor:
+                self.started_after = moved
             # Ended executions started before the floor are never listed again.
-            self._ended = {k: v for k, v in self._ended.items() if v is None or v > self.started_after}
+            kept = self.started_after
+            self._ended = {k: v for k, v in self._ended.items() if v is None or kept is None or v > kept}
         return new
 
 
