@@ -185,8 +185,8 @@ def docs_env(conn_env: Any, fresh_emulator: EmulatorProcess) -> EmulatorProcess:
 
 def set_up(block: Block, emulator: EmulatorProcess | None = None) -> str | None:
     """``setup=pipeline:NAME`` creates a pipeline; ``setup=streaming:NAME`` also starts it;
-    ``setup="dpc-runs:SCHEDULE"`` makes the emulator run that seeded schedule's pipeline every
-    second from half a second on, as DPC's scheduler would (for a wait on DPC's own runs)."""
+    ``setup="dpc-runs:SCHEDULE"`` makes the emulator run that seeded schedule's pipeline half a
+    second from now, and every minute after, as DPC's scheduler would (for a wait on DPC's own runs)."""
     spec = block.options.get("setup")
     if not spec:
         return None
@@ -195,7 +195,7 @@ def set_up(block: Block, emulator: EmulatorProcess | None = None) -> str | None:
     if state == "dpc-runs":
         assert emulator is not None, f"{block.id}: {spec!r} needs the emulator"
         (schedule,) = [s for s in hook.list_schedules(PROJECT_ID) if s.name == name]
-        emulator.run_every(schedule.schedule_id, 1.0, first_in_seconds=0.5, seconds=0.2)
+        emulator.run_every(schedule.schedule_id, 60, first_in_seconds=0.5, seconds=0.2)
         return schedule.schedule_id
     pipeline_id = hook.create_streaming_pipeline(PROJECT_ID, guide_body(name)).streaming_pipeline_id
     if state == "streaming":

@@ -83,8 +83,12 @@ class DpcStatusSensor(WaitingMixin, BaseSensorOperator):
             if result.verdict is Verdict.TIMED_OUT:
                 raise AirflowSensorTimeout(str(exc)) from exc
             raise
-        self.log.info("%s %s is %s", result.goal.kind, result.resource_id, status)
+        self.reached(context, result, status)
         return True
+
+    def reached(self, context: Context, result: WaitResult, status: Status) -> None:
+        """What the sensor does once its goal is reached: say so."""
+        self.log.info("%s %s is %s", result.goal.kind, result.resource_id, status)
 
 
 def _seconds(value: float | timedelta) -> float:

@@ -166,13 +166,17 @@ class DpcPipelineExecutionSensor(DpcStatusSensor):
         detail = None
         if result.verdict is Verdict.TIMED_OUT:
             detail = f"no execution that started after {self.moment(context).isoformat()} has succeeded"
-        status = conclude(result, name=name, detail=detail, execution_message=execution_message)
+        return conclude(result, name=name, detail=detail, execution_message=execution_message)
+
+    def reached(self, context: Context, result: WaitResult, status: Status) -> None:
+        if not self.waits_on_runs:
+            return super().reached(context, result, status)
         execution = result.execution or {}
         self.log.info(
-            "%s: execution %s (started %s) succeeded",
-            name,
+            "DPC pipeline %r in %r: execution %s (started %s) succeeded",
+            self.pipeline_name,
+            self.environment_name,
             execution.get("pipeline_execution_id"),
             execution.get("started_at"),
         )
         context["ti"].xcom_push(key=XCOM_EXECUTION_ID, value=execution.get("pipeline_execution_id"))
-        return status
