@@ -65,7 +65,8 @@ if AssetWatcher is not None:
         tags=["example", "matillion-dpc"],
     ):
 
-        @task
+        # One XCom, not one per key: Airflow 3.0 refuses an XCom whose value is null (a success's message).
+        @task(multiple_outputs=False)
         def record_run(triggering_asset_events: Any = None) -> dict[str, Any]:
             """The execution this run follows, in the log and in XCom."""
             payloads = [
