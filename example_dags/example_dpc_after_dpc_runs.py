@@ -64,7 +64,6 @@ if AssetWatcher is not None:
         catchup=False,
         tags=["example", "matillion-dpc"],
     ):
-
         # One XCom, not one per key: Airflow 3.0 refuses an XCom whose value is null (a success's message).
         @task(multiple_outputs=False)
         def record_run(triggering_asset_events: Any = None) -> dict[str, Any]:
