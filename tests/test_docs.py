@@ -614,6 +614,29 @@ def _ambiguous_pipeline_name(s: Situation) -> str:
     return message_of(lambda: hook.find_running_execution(PROJECT_ID, "Load orders", "Environment-1"))
 
 
+def _next_run_sensor(s: Situation, pipeline: str, **kwargs: Any) -> str:
+    from datetime import UTC, datetime
+
+    from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecutionSensor
+    from tests.task_runner import run_task
+
+    moment = datetime.now(UTC)
+    time.sleep(0.02)
+    for name in kwargs.pop("runs", ()):
+        s.emulator.run_pipeline(name, "Environment-1", seconds=0)
+    sensor = DpcPipelineExecutionSensor(
+        task_id="wait",
+        project_id=PROJECT_ID,
+        pipeline_name=pipeline,
+        environment_name="Environment-1",
+        started_after=moment.isoformat(),
+        poke_interval=0.1,
+        dpc_retry_policy=FAST,
+        **kwargs,
+    )
+    return message_of(lambda: run_task(sensor))
+
+
 TRIGGERS: dict[str, Callable[[Situation], str]] = {
     "missing-connection": _missing_connection,
     "no-credentials": _no_credentials,
@@ -641,6 +664,10 @@ TRIGGERS: dict[str, Callable[[Situation], str]] = {
     "execution-failed": lambda s: _run(s, "Failing pipeline"),
     "execution-finished-unknown": lambda s: _run(s, "Terminated pipeline"),
     "ambiguous-pipeline-name": _ambiguous_pipeline_name,
+    "next-run-timeout": lambda s: _next_run_sensor(s, "Pipeline 1", deferrable=True, timeout=0.5),
+    "ambiguous-pipeline-runs": lambda s: _next_run_sensor(
+        s, "Load orders", runs=("Load orders", "Archived load orders"), timeout=30
+    ),
 }
 
 
