@@ -50,6 +50,9 @@ class Sizes:
     budget_window: float = 60.0
     budget_warmup: float = 45.0
     budget_spread: float = 20.0
+    #: DPC-run asset watchers added to benchmark 5's shared case (``--budget-watchers``).
+    budget_watchers: int = 0
+    budget_watcher_interval: float = 60.0
     only: tuple[str, ...] = ALL
     workdir: Path = field(default_factory=lambda: RESULTS)
 
@@ -90,7 +93,9 @@ def run_all(sizes: Sizes, log: Any = None) -> dict[str, Any]:
             results["skipped"]["budget.http_sensor"] = "apache-airflow-providers-http is not installed"
         say(
             f"API budget: {sizes.budget_waits} waits on {sizes.budget_pipelines} pipelines, limit "
-            f"{sizes.budget_limit} per {sizes.budget_window:g} s ..."
+            f"{sizes.budget_limit} per {sizes.budget_window:g} s"
+            + (f", {sizes.budget_watchers} DPC-run watchers beside them" if sizes.budget_watchers else "")
+            + " ..."
         )
         results["budget"] = budget.run(
             waits=sizes.budget_waits,
@@ -101,6 +106,8 @@ def run_all(sizes: Sizes, log: Any = None) -> dict[str, Any]:
             warmup=sizes.budget_warmup,
             spread=sizes.budget_spread,
             variants=variants,
+            watchers=sizes.budget_watchers,
+            watcher_interval=sizes.budget_watcher_interval,
         )
     results["machine"]["load_average_at_end"] = (
         [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
@@ -169,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"comma-separated subset of {', '.join(triggerer.VARIANTS)} (default: all installed)",
     )
+    parser.add_argument(
+        "--budget-watchers",
+        type=int,
+        default=defaults.budget_watchers,
+        help="DpcPipelineExecutionEventTrigger watchers (60 s) added to the API budget's shared case",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
     args = parser.parse_args(argv)
     only = tuple(x.strip() for x in args.only.split(",") if x.strip())
@@ -182,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         interval=args.interval,
         trigger_reps=args.trigger_reps,
         trigger_variants=args.trigger_variants.split(",") if args.trigger_variants else None,
+        budget_watchers=args.budget_watchers,
         only=only,
     )
     results = run_all(sizes, log=lambda text: print(text, file=sys.stderr, flush=True))

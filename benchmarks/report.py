@@ -261,6 +261,8 @@ def _budget_rows(b: dict[str, Any], triggers: dict[str, Any] | None) -> list[lis
             f"5 API budget ({figures['waits']} waits on {b['pipelines']} pipelines, {b['interval_s']:g} s, "
             f"limit {limit} per {b['window_s']:g} s)"
         )
+        if ours.get("watchers"):
+            title += f" + {ours['watchers']['watchers']} DPC-run watchers, {ours['watchers']['interval_s']:g} s"
 
         def theirs(key: str, digits: int = 1, http: dict[str, Any] | None = http) -> str:
             return f"{http['label']} {fmt(http[key], digits)}" if http else "-"
@@ -316,7 +318,22 @@ def _budget_rows(b: dict[str, Any], triggers: dict[str, Any] | None) -> list[lis
                 _met(_le(ours["delay_p99_s"], bound)),
             ],
         ]
+        rows += _watcher_rows(title, ours.get("watchers"))
     return rows
+
+
+def _watcher_rows(title: str, w: dict[str, Any] | None) -> list[list[str]]:
+    """The DPC-run asset watchers that ran beside the waits (``--budget-watchers``)."""
+    if not w:
+        return []
+    return [
+        [title, "watchers fired (one execution each)", str(w["fired"]), "-", "-", str(w["watchers"]),
+         _met(w["fired"] == w["watchers"])],
+        [title, "executions fired twice", str(w["fired_twice"]), "-", "-", "0", _met(w["fired_twice"] == 0)],
+        [title, "watcher detection delay p50, s", fmt(w["delay_p50_s"], 2), "-", "-", "-", "-"],
+        [title, "watcher detection delay p99, s", fmt(w["delay_p99_s"], 2), "-", "-",
+         f"<= {w['delay_bound_s']:g} s", _met(_le(w["delay_p99_s"], w["delay_bound_s"]))],
+    ]  # fmt: skip
 
 
 def table(results: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ CALLS, CALL_ROUNDS = 10, 2
 IMPORT_RUNS = 2
 TOKEN_HOOKS, TOKEN_CALLS = 2, 3
 BUDGET_WAITS, BUDGET_PIPELINES, BUDGET_LIMIT = 12, 3, 30
+BUDGET_WATCHERS = 2
 
 needs_dbt_cloud = pytest.mark.skipif(
     not has_dbt_cloud(), reason="the bench extra is not installed (apache-airflow-providers-dbt-cloud missing)"
@@ -58,6 +59,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         budget_window=3.0,
         budget_warmup=1.5,
         budget_spread=1.0,
+        budget_watchers=BUDGET_WATCHERS,
+        budget_watcher_interval=1.0,
         workdir=Path(tmp_path_factory.mktemp("bench")),
     )
     return run_all(sizes)
@@ -157,6 +160,13 @@ def test_api_budget_keeps_every_wait_within_the_limit(results: dict[str, Any]) -
         assert figures["admitted_peak_in_window"] <= BUDGET_LIMIT
         assert figures["requests"] == figures["requests_per_minute_peak"] > 0  # the run is under a minute
         assert figures["delay_p99_s"] >= figures["delay_p50_s"] > 0
+
+
+def test_api_budget_with_dpc_run_watchers_beside_the_waits(results: dict[str, Any]) -> None:
+    watchers = results["budget"]["cases"]["shared"]["variants"]["dpc"]["watchers"]
+    assert (watchers["watchers"], watchers["fired"], watchers["fired_twice"]) == (BUDGET_WATCHERS, BUDGET_WATCHERS, 0)
+    assert watchers["delay_p99_s"] >= watchers["delay_p50_s"] > 0
+    assert "watchers fired (one execution each)" in report.table(results)
 
 
 @needs_http_provider
