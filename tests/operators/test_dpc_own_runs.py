@@ -360,3 +360,77 @@ def test_the_default_moment_is_the_runs_data_interval_end() -> None:
     assert wait.moment({"data_interval_end": end}) == end
     assert sensor(started_after="2026-01-01T06:00:00").moment({}) == datetime(2026, 1, 1, 6, tzinfo=UTC)
     assert sensor(started_after=end - timedelta(hours=1)).moment({}) == end - timedelta(hours=1)
+
+
+# ---- reschedule mode, under real Airflow ------------------------------------------------------------
+
+RESCHEDULED_DAG = """
+from datetime import datetime
+
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.11
+    from airflow import DAG
+
+from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecutionSensor
+
+with DAG(dag_id="dpc_wait_rescheduled", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    DpcPipelineExecutionSensor(
+        task_id="wait_for_dpc",
+        project_id={project_id!r},
+        pipeline_name="Pipeline 1",
+        environment_name={environment!r},
+        started_after={moment!r},
+        mode="reschedule",
+        poke_interval=1,
+        timeout=60,
+    )
+"""
+
+
+@pytest.mark.slow
+def test_in_reschedule_mode_each_try_waits_for_the_same_run(
+    fresh_emulator: Any, airflow_db: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between pokes the sensor holds no worker slot, and every poke judges from the same moment:
+    a run DPC starts after the first poke opens the gate at a later one."""
+    import threading
+
+    from airflow import settings
+
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.11
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+    moment = now_moment()
+    path = tmp_path / "dpc_wait_rescheduled.py"
+    path.write_text(RESCHEDULED_DAG.format(project_id=PROJECT_ID, environment=ENV, moment=moment.isoformat()))
+    monkeypatch.setattr(settings, "DAGS_FOLDER", str(tmp_path))  # Airflow 3 runs the DAG from its bundle
+    bag = DagBag(dag_folder=str(path))
+    assert not bag.import_errors, bag.import_errors
+    reads = threading.Event()
+
+    def dpc_runs_the_pipeline_after_the_first_poke() -> None:
+        deadline = time.monotonic() + 30
+        while fresh_emulator.stats()["requests"].get(LIST, 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        reads.set()
+        fresh_emulator.run_pipeline("Pipeline 1", ENV, seconds=0)
+
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+
+    def reschedules() -> int:  # TaskReschedule rows (their columns differ between lines)
+        with create_session() as session:
+            return int(session.query(TaskReschedule).count())
+
+    before = reschedules()
+    runner = threading.Thread(target=dpc_runs_the_pipeline_after_the_first_poke, daemon=True)
+    runner.start()
+    run = bag.dags["dpc_wait_rescheduled"].test()
+    runner.join(timeout=5)
+    assert reads.is_set(), "the sensor never read the executions list"
+    assert str(run.state) == "success"
+    assert fresh_emulator.stats()["requests"].get(LIST, 0) >= 2  # a poke saw nothing yet, a later one the run
+    assert reschedules() > before, "the sensor never gave its slot back between pokes"
