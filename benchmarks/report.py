@@ -350,7 +350,7 @@ def _process_rows(p: dict[str, Any]) -> list[list[str]]:
                 f"{c['throttled']} ({c['throttled_share']:.1%}){trend}",
                 "-",
                 "-",
-                f"<= {most:.0%}",
+                "0" if alone else f"<= {most:.0%}",
                 _met(c["throttled_share"] <= most),
             ],
             [
