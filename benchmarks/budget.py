@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import time
@@ -131,7 +132,7 @@ def overhead(polls: int = 200_000, rounds: int = 5) -> dict[str, Any]:
         for _ in range(rounds):
             started = time.process_time()
             for i in range(polls):
-                budget.reserve()
+                budget.take()
                 await SharedReads.read(keys[i % 1000], read, 0.0)
             with_budget = time.process_time() - started
             started = time.process_time()
@@ -168,35 +169,42 @@ Unit = tuple[str, Callable[[], Awaitable[Any]], Callable[[Any], bool]]
 
 def _units(variant: str, n: int, ids: list[str], interval: float) -> list[Unit]:
     """One wait per unit: (its pipeline, its coroutine factory, how to tell a good event)."""
-    from benchmarks.triggerer import _build, _first_event
+    from benchmarks.triggerer import _first_event
 
     targets = [ids[i % len(ids)] for i in range(n)]
     if variant == "dpc":
-        from airflow_provider_dpc.status import StatusGoal
-        from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
-
-        goal = StatusGoal.of("STREAMING", "NOT_RUNNING").to_dict()
-        units: list[Unit] = []
-        for pipeline_id in targets:
-            made = DpcStreamingPipelineTrigger(
-                dpc_conn_id=DPC_CONN_ID,
-                project_id=PROJECT_ID,
-                pipeline_id=pipeline_id,
-                goal=goal,
-                poll_interval=interval,
-                started_at=time.time(),
-            )
-            classpath, kwargs = made.serialize()  # as the triggerer rebuilds it
-            trigger = _build(classpath, json.loads(json.dumps(kwargs)))
-            units.append((pipeline_id, lambda t=trigger: _first_event(t), _reached))
-        return units
+        return [(pid, make, _reached) for pid, make in _trigger_units(targets, interval)]
     if variant == "http_sensor":
         from benchmarks.triggerer import http_sensor_trigger
 
         token = os.environ["BENCH_TOKEN"]
         sensors = [(pid, http_sensor_trigger(pid, interval, token)) for pid in targets]
-        return [(pid, lambda t=t: _first_event(t), lambda p: p is True) for pid, t in sensors]
+        return [(pid, functools.partial(_first_event, t), lambda p: p is True) for pid, t in sensors]
     raise BenchmarkError(f"unknown variant {variant!r}")
+
+
+def _trigger_units(targets: list[str], interval: float) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+    """A ``DpcStreamingPipelineTrigger`` waiting for STREAMING on each of ``targets``, rebuilt from
+    ``serialize()`` as the triggerer does: (its pipeline, its first event's coroutine factory)."""
+    from airflow_provider_dpc.status import StatusGoal
+    from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+    from benchmarks.triggerer import _build, _first_event
+
+    goal = StatusGoal.of("STREAMING", "NOT_RUNNING").to_dict()
+    units: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+    for pipeline_id in targets:
+        made = DpcStreamingPipelineTrigger(
+            dpc_conn_id=DPC_CONN_ID,
+            project_id=PROJECT_ID,
+            pipeline_id=pipeline_id,
+            goal=goal,
+            poll_interval=interval,
+            started_at=time.time(),
+        )
+        classpath, kwargs = made.serialize()  # as the triggerer rebuilds it
+        trigger = _build(classpath, json.loads(json.dumps(kwargs)))
+        units.append((pipeline_id, functools.partial(_first_event, trigger)))
+    return units
 
 
 def _reached(payload: Any) -> bool:

@@ -15,6 +15,7 @@ import pytest
 from benchmarks import report
 from benchmarks.__main__ import Sizes, run_all
 from benchmarks._common import has_dbt_cloud, has_http_provider
+from benchmarks.processes import Case
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +62,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         budget_spread=1.0,
         budget_watchers=BUDGET_WATCHERS,
         budget_watcher_interval=1.0,
+        # One triggerer process and one poke-mode worker process: each imports Airflow, the run's cost.
+        process_cases=(Case(1, 1),),
+        process_warmup=1.5,
         workdir=Path(tmp_path_factory.mktemp("bench")),
     )
     return run_all(sizes)
@@ -176,6 +180,19 @@ def test_api_budget_beside_the_http_sensor_trigger(results: dict[str, Any]) -> N
     assert http["requests"] >= http["throttled"] >= 0
 
 
+def test_processes_on_one_account(results: dict[str, Any]) -> None:
+    several = results["processes"]
+    (case,) = several["cases"].values()
+    assert (case["waits"], case["processes"], case["triggerers"], case["pokers"]) == (BUDGET_WAITS, 2, 1, 1)
+    assert [p["role"] for p in case["per_process"]] == ["triggerer", "poker"]
+    assert [p["waits"] for p in case["per_process"]] == [BUDGET_WAITS - 1, 1]
+    assert (case["failed_waits"], case["undetected_waits"]) == (0, 0), case["error_samples"]
+    assert case["admitted_peak_in_window"] <= BUDGET_LIMIT
+    assert case["requests"] >= case["throttled"] >= 0
+    assert len(case["throttled_share_per_window"]) == len(case["admitted_per_window"]) >= 1
+    assert case["delay_p99_s"] >= case["delay_p50_s"] > 0
+
+
 def test_token_reuse(results: dict[str, Any]) -> None:
     tokens = results["tokens"]
     assert tokens["hooks"] == 2 * TOKEN_HOOKS
@@ -191,6 +208,6 @@ def test_one_table_holds_every_benchmark(results: dict[str, Any]) -> None:
     lines = table.splitlines()
     assert lines[0].startswith("| benchmark |")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
-    for number in ("1 import cost", "2 cost per call", "3 triggerer", "4 token reuse", "5 API budget"):
+    for number in ("1 import cost", "2 cost per call", "3 triggerer", "4 token reuse", "5 API budget", "6 one account"):
         assert any(line.startswith(f"| {number}") for line in lines), number
     assert report.machine_line(results["machine"])

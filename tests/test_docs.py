@@ -372,6 +372,8 @@ def test_connection_env_example(block: Block, docs_env: EmulatorProcess, tmp_pat
             assert value is None, key
         elif wanted == "set":
             assert value, key
+        elif isinstance(value, float):
+            assert value == float(wanted), key
         else:
             assert value == for_emulator(wanted, docs_env), key
 

@@ -194,8 +194,14 @@ class DpcHook(_compat.BaseHook):
         while True:
             attempts.next_try()
             token = self._token(settings) if call.authenticated else None
-            if call.authenticated and self.keep_to_budget and (wait := self.budget(settings).reserve()) > 0:
-                time.sleep(wait)
+            place = None
+            if call.authenticated and self.keep_to_budget:
+                # Wait for this call's turn, looking again on waking: a 429 meanwhile holds it too.
+                budget = self.budget(settings)
+                place, wait = budget.take()
+                while wait > 0:
+                    time.sleep(wait)
+                    wait = budget.wait(place)
             try:
                 response = client.send(call.build(client, settings.base_url, token))
             except httpx.HTTPError as exc:
@@ -206,7 +212,7 @@ class DpcHook(_compat.BaseHook):
                 return outcome.value
             if isinstance(outcome, Fail):
                 raise outcome.error
-            self._before_retry(call, outcome, attempts, token)
+            self._before_retry(call, outcome, attempts, token, place)
             if not outcome.throttled:  # a throttled retry waits in the budget, with every other caller
                 time.sleep(outcome.delay)
 
@@ -219,8 +225,13 @@ class DpcHook(_compat.BaseHook):
         while True:
             attempts.next_try()
             token = await self._atoken(settings) if call.authenticated else None
-            if call.authenticated and self.keep_to_budget and (wait := self.budget(settings).reserve()) > 0:
-                await asyncio.sleep(wait)
+            place = None
+            if call.authenticated and self.keep_to_budget:
+                budget = self.budget(settings)
+                place, wait = budget.take()
+                while wait > 0:
+                    await asyncio.sleep(wait)
+                    wait = budget.wait(place)
             try:
                 response = await client.send(call, settings.base_url, token)
             except httpx.HTTPError as exc:
@@ -231,13 +242,15 @@ class DpcHook(_compat.BaseHook):
                 return outcome.value
             if isinstance(outcome, Fail):
                 raise outcome.error
-            self._before_retry(call, outcome, attempts, token)
+            self._before_retry(call, outcome, attempts, token, place)
             if not outcome.throttled:
                 await asyncio.sleep(outcome.delay)
 
-    def _before_retry(self, call: Call[Any], retry: Retry, attempts: Attempts, token: str | None) -> None:
+    def _before_retry(
+        self, call: Call[Any], retry: Retry, attempts: Attempts, token: str | None, place: int | None
+    ) -> None:
         if retry.throttled:
-            self.budget(self.settings).throttled(retry.delay)
+            self.budget(self.settings).throttled(retry.delay, place)
         if retry.refresh_token:
             log.info("%s %s: token refused, fetching a new one", call.method, call.path)
             TOKENS.invalidate(self.settings.token_key, token)
