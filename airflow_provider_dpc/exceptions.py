@@ -153,19 +153,20 @@ class DpcPipelineExecutionError(DpcPipelineStateError):
     """A pipeline execution ended other than SUCCESS, or did not end in time.
 
     ``execution_id`` and ``status`` name it; ``execution_message`` holds the execution's own message
-    when there is one.
+    when there is one. A wait for a pipeline's next execution that timed out before any ended has
+    no ``execution_id`` (None).
     """
 
     def __init__(
         self,
         message: str,
         *,
-        execution_id: str,
+        execution_id: str | None,
         status: str | None = None,
         statuses: Sequence[str] = (),
         execution_message: str | None = None,
     ) -> None:
-        super().__init__(message, pipeline_id=execution_id, statuses=statuses)
+        super().__init__(message, pipeline_id=execution_id or "", statuses=statuses)
         self.execution_id = execution_id
         self.status = status
         self.execution_message = execution_message

@@ -14,6 +14,7 @@ import math
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -69,6 +70,7 @@ __all__ = [
     "Project",
     "PublishedPipeline",
     "S3Target",
+    "Schedule",
     "SecretReference",
     "SecretType",
     "SnowflakeConnection",
@@ -87,6 +89,7 @@ __all__ = [
     "execution_details",
     "field_errors",
     "load_definition",
+    "parse_time",
     "pipeline_candidates",
     "same_pipeline",
     "unwrap_result",
@@ -473,6 +476,44 @@ class PipelineExecution(DpcModel):
     def finished(self) -> bool:
         """Whether DPC says the execution has ended (it sets ``finishedAt``), whatever its status."""
         return bool(self.finished_at)
+
+    @property
+    def started(self) -> datetime | None:
+        """``startedAt`` as a timezone-aware time, None where it is absent or unreadable."""
+        return parse_time(self.started_at)
+
+
+def parse_time(value: str | datetime | None) -> datetime | None:
+    """An API timestamp as a timezone-aware time (UTC where it names no zone), None where it is
+    absent or unreadable. Reads what the service answers: any number of fractional digits
+    (``2026-02-02T22:53:51.41235+00:00``), ``Z`` or an offset."""
+    if isinstance(value, datetime):
+        moment = value
+    elif not isinstance(value, str) or not value.strip():
+        return None
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class Schedule(DpcModel):
+    """One of a project's DPC schedules, as ``GET /v1/projects/{projectId}/schedules`` lists them:
+    DPC's own scheduler runs ``pipeline_name`` in ``environment_name`` on ``cron_expression``.
+
+    Read leniently: only the id is required, and fields this provider does not know are kept.
+    """
+
+    schedule_id: str
+    name: str | None = None
+    pipeline_name: str | None = None
+    environment_name: str | None = None
+    cron_expression: str | None = None
+    cron_timezone: str | None = None
+    next_run_at: str | None = None
+    schedule_enabled: bool | None = None
 
 
 class ExecutionEnvelope(DpcModel):

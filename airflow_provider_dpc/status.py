@@ -9,19 +9,22 @@ task polls in a worker or defers to the triggerer.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_dpc import exceptions
 from airflow_provider_dpc.enums import ExecutionStatus, PipelineStatus
 from airflow_provider_dpc.exceptions import (
     DpcApiError,
+    DpcConflictError,
     DpcError,
     DpcPipelineExecutionError,
     DpcPipelineStateError,
+    FieldError,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +47,9 @@ class StatusKind(enum.StrEnum):
 
     STREAMING_PIPELINE = "streaming pipeline"
     PIPELINE_EXECUTION = "pipeline execution"
+    #: The executions of a published pipeline, named with its environment: a wait for the next one
+    #: to succeed (see :class:`PipelineRunsWatch`).
+    PIPELINE_RUNS = "pipeline runs"
 
     @property
     def status_type(self) -> type[PipelineStatus] | type[ExecutionStatus]:
@@ -61,10 +67,12 @@ def statuses(
 
 class Reading(NamedTuple):
     """One read of a watched resource: its status, and whether it says it has finished (an
-    execution's ``finishedAt``; a streaming pipeline never does)."""
+    execution's ``finishedAt``; a streaming pipeline never does). A read of a pipeline's executions
+    that found one ending the wait names it in ``execution`` (see :func:`execution_event`)."""
 
     status: Status
     finished: bool = False
+    execution: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, execution: PipelineExecution) -> Reading:
@@ -147,16 +155,28 @@ class WaitResult:
     cause: Exception | None = field(default=None, repr=False, compare=False)
     #: What the waiting task handed to its wait, handed back (a supervising task's restart count).
     carry: dict[str, Any] | None = None
+    #: For a wait on a pipeline's runs: the execution that ended it, as :func:`execution_event` says it.
+    execution: dict[str, Any] | None = None
 
     @property
     def pipeline_id(self) -> str:
         return self.resource_id
 
+    @property
+    def execution_id(self) -> str | None:
+        """The execution the wait was about: the watched one, or the run that ended a wait on a
+        pipeline's runs (None where none did)."""
+        if self.goal.kind is StatusKind.PIPELINE_RUNS:
+            return None if self.execution is None else str(self.execution["pipeline_execution_id"])
+        return self.resource_id if self.goal.kind is StatusKind.PIPELINE_EXECUTION else None
+
     def to_event(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("cause", "carry")}
+        optional = ("cause", "carry", "execution")
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in optional}
         data.update(verdict=str(self.verdict), goal=self.goal.to_dict(), history=list(self.history))
-        if self.carry is not None:
-            data["carry"] = self.carry
+        for name in ("carry", "execution"):  # only where set: the events of other waits keep their form
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
         return data
 
     @classmethod
@@ -175,6 +195,7 @@ class WaitResult:
             error_type=event.get("error_type"),
             status_code=event.get("status_code"),
             carry=None if event.get("carry") is None else dict(event["carry"]),
+            execution=None if event.get("execution") is None else dict(event["execution"]),
         )
 
     @classmethod
@@ -213,16 +234,21 @@ class StatusWatch:
         A :class:`Reading` that says the resource has finished fails the wait short of the goal,
         whatever the status, so a status nobody documented cannot hold a wait until its timeout.
         """
-        status, finished = reading if isinstance(reading, Reading) else (reading, False)
+        status, finished, execution = reading if isinstance(reading, Reading) else (reading, False, None)
         if not self.history or self.history[-1] != str(status):
             self.history = [*self.history, str(status)][-HISTORY_LENGTH:]
+        ended = None if execution is None else {"execution": dict(execution)}
         if status in self.goal.target:
-            return self._result(Verdict.REACHED, now, status)
+            return self._result(Verdict.REACHED, now, status, **(ended or {}))
         if finished or (status in self.goal.failure and now - self.started_at >= self.goal.grace_period):
-            return self._result(Verdict.FAILED, now, status)
+            return self._result(Verdict.FAILED, now, status, **(ended or {}))
         if now >= self.deadline:
             return self._result(Verdict.TIMED_OUT, now, status)
         return None
+
+    def scope(self) -> dict[str, Any]:
+        """What names the watched resource besides its project and id, as its trigger's kwargs."""
+        return {}
 
     def error(self, exc: Exception, now: float) -> WaitResult:
         status = self.history[-1] if self.history else None
@@ -265,9 +291,15 @@ def conclude(
     if result.verdict is Verdict.REACHED:
         return kind.status_type(result.status or "")
     seen = " -> ".join(result.history) or "none"
+    execution_id = result.execution_id
     label = f"{name or kind} {result.resource_id} (project {result.project_id})"
     if name and kind is StatusKind.PIPELINE_EXECUTION:
         label = f"{name}, execution {result.resource_id} (project {result.project_id}),"
+    elif kind is StatusKind.PIPELINE_RUNS:
+        pipeline = name or f"DPC pipeline {result.resource_id!r}"
+        label = f"{pipeline} (project {result.project_id})"
+        if execution_id is not None:
+            label = f"{pipeline}, execution {execution_id} (project {result.project_id}),"
     if result.verdict is Verdict.FAILED:
         text = (
             f"{label} is {result.status} after {result.waited:.0f} s while waiting for "
@@ -286,15 +318,16 @@ def conclude(
         )
         raise _api_error_class(result.error_type)(text, status_code=result.status_code) from result.cause
     if result.verdict is Verdict.FAILED and not kind.status_type(result.status or "").is_known:
-        text += f"; DPC says the {kind} has finished, with a status this provider does not know"
+        thing = "execution" if kind is StatusKind.PIPELINE_RUNS else kind
+        text += f"; DPC says the {thing} has finished, with a status this provider does not know"
     if detail:
         text += f"; {detail}"
     if execution_message:
         text += f"; the execution's message: {execution_message}"
-    if kind is StatusKind.PIPELINE_EXECUTION:
+    if kind.status_type is ExecutionStatus:
         raise DpcPipelineExecutionError(
             text,
-            execution_id=result.resource_id,
+            execution_id=execution_id,
             status=result.status,
             statuses=result.history,
             execution_message=execution_message,
@@ -357,6 +390,196 @@ def execution_under_way(reading: Reading) -> bool:
 def execution_goal() -> StatusGoal:
     """The goal of a wait on a pipeline execution: SUCCESS, failing on any other end."""
     return StatusGoal.of(ExecutionStatus.SUCCESS, EXECUTION_FAILURES, kind=StatusKind.PIPELINE_EXECUTION)
+
+
+def execution_ended(reading: Reading) -> bool:
+    """Whether an execution has ended: SUCCESS or a failure status, or any status that does not tell
+    (UNKNOWN, one nobody documented) once DPC says it finished. RUNNING and CANCELLING have not."""
+    status = ExecutionStatus(reading.status)
+    return status in _ENDING or (ask_if_finished(status) and reading.finished)
+
+
+_ENDING = frozenset({ExecutionStatus.SUCCESS, *EXECUTION_FAILURES})
+
+
+# ---- a pipeline's own runs: the next execution DPC (or anyone) starts ---------------------------
+
+#: The status a read of a pipeline's executions records while none counts yet.
+NO_EXECUTION = ExecutionStatus("NONE")
+
+
+def runs_goal(fail_on_failure: bool = True) -> StatusGoal:
+    """The goal of a wait for a pipeline's next successful execution: SUCCESS; any other end fails
+    the wait unless ``fail_on_failure`` is off, when the wait goes on for the next success."""
+    failure = EXECUTION_FAILURES if fail_on_failure else ()
+    return StatusGoal.of(ExecutionStatus.SUCCESS, failure, kind=StatusKind.PIPELINE_RUNS)
+
+
+def execution_event(project_id: str, pipeline_name: str, environment_name: str, execution: Any) -> dict[str, Any]:
+    """What is told of an execution that ended a wait or fired an event trigger: the pipeline as it
+    was asked for, the execution's id, status, times (as DPC wrote them) and its own message."""
+    return {
+        "project_id": project_id,
+        "pipeline_name": pipeline_name,
+        "environment_name": environment_name,
+        "pipeline_execution_id": execution.pipeline_execution_id,
+        "status": str(execution.status),
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "message": execution.message,
+    }
+
+
+def _of_pipeline(asked: str, environment_name: str, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
+    """The executions of the pipeline ``asked`` names in ``environment_name``, by the one name rule;
+    a name standing for two pipelines (``load`` in two folders) is a conflict, never a guess."""
+    from airflow_provider_dpc.models import pipeline_candidates, same_pipeline
+
+    found = [
+        e
+        for e in executions
+        if same_pipeline(asked, e.pipeline_name) and e.environment_name in (None, environment_name)
+    ]
+    candidates = pipeline_candidates(asked, (e.pipeline_name for e in found))
+    if len(candidates) > 1:
+        raise DpcConflictError(
+            f"pipeline name {asked!r} matches {len(candidates)} pipelines run in environment "
+            f"{environment_name!r}: {', '.join(map(repr, candidates))}; name it with its folder",
+            errors=[FieldError("pipeline_name", "is ambiguous")],
+        )
+    return found
+
+
+class PipelineRunsWatch(StatusWatch):
+    """Judges a pipeline's executions, listed read after read, while a task waits for one that
+    started after ``started_after`` to succeed. ``resource_id`` is the pipeline's name.
+
+    Which count: executions of the pipeline named (the one name rule, so "Pipeline 1" is never
+    "Pipeline 10") in the environment, whose ``startedAt`` is after the moment; one without a
+    readable ``startedAt`` never counts, so a stale run cannot open the gate. How they are judged:
+
+    * a success wins: once any counted execution has ended in SUCCESS the wait is over (the first
+      such), whatever else ended before or after it;
+    * otherwise, with ``fail_on_failure`` (the goal names failure statuses), the first counted
+      execution that ended any other way (FAILED, FORBIDDEN, CANCELLED, SKIPPED, or a status nobody
+      documented once DPC says it finished) fails the wait; without it, it is logged once and the
+      wait goes on for a later execution;
+    * runs under way are waited for. Each read records the newest counted execution's status, or
+      ``NONE`` while there is none.
+
+    So a read that sees an earlier failure and a later success succeeds; one that came between
+    them failed already (its retry, reading both, succeeds).
+    """
+
+    def __init__(
+        self,
+        goal: StatusGoal,
+        project_id: str,
+        pipeline_name: str,
+        *,
+        environment_name: str,
+        started_after: datetime,
+        started_at: float,
+        deadline: float | None = None,
+        history: Iterable[str] = (),
+        log: logging.Logger | Any = None,
+    ) -> None:
+        super().__init__(goal, project_id, pipeline_name, started_at=started_at, deadline=deadline, history=history)
+        self.environment_name = environment_name
+        self.started_after = started_after if started_after.tzinfo else started_after.replace(tzinfo=UTC)
+        self.log = log or logging.getLogger(__name__)
+        self._told: set[str] = set()
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.resource_id
+
+    def scope(self) -> dict[str, Any]:
+        return {"environment_name": self.environment_name, "started_after": self.started_after.isoformat()}
+
+    def judge(self, executions: Iterable[PipelineExecution]) -> Reading:
+        """What a list of the pipeline's executions (any order, any pipelines) says for the wait."""
+        counted = [
+            e
+            for e in _of_pipeline(self.pipeline_name, self.environment_name, executions)
+            if (started := e.started) is not None and started > self.started_after
+        ]
+        counted.sort(key=lambda e: (e.started, e.pipeline_execution_id))
+        ended = [e for e in counted if execution_ended(Reading.of(e))]
+        succeeded = [e for e in ended if e.status is ExecutionStatus.SUCCESS]
+        short = [e for e in ended if e.status is not ExecutionStatus.SUCCESS]
+        decisive = succeeded[0] if succeeded else short[0] if short and self.goal.failure else None
+        for execution in short:
+            if execution is not decisive and execution.pipeline_execution_id not in self._told:
+                self._told.add(execution.pipeline_execution_id)
+                self.log.warning(
+                    "execution %s of DPC pipeline %r in %r ended %s%s; waiting for one that succeeds",
+                    execution.pipeline_execution_id,
+                    self.pipeline_name,
+                    self.environment_name,
+                    execution.status,
+                    f": {execution.message}" if execution.message else "",
+                )
+        if decisive is not None:
+            told = execution_event(self.project_id, self.pipeline_name, self.environment_name, decisive)
+            return Reading(decisive.status, True, told)
+        return Reading(counted[-1].status if counted else NO_EXECUTION, False)
+
+
+class NewEndings:
+    """Which executions of a pipeline have newly ended with one of ``statuses``, list after list:
+    what an event trigger fires for, once per execution.
+
+    The first list read is the starting point: executions ended by then never count, so a watcher
+    started again (a triggerer restart) does not fire twice. Executions still under way then count
+    when they end. :attr:`started_after` bounds the next read: the earliest start of an execution
+    still under way, or the newest start seen, less :data:`MARGIN`, as DPC's own clock says (never
+    moving back); before any execution was seen it is None, the newest page of the list.
+    """
+
+    #: How far before the newest start seen the next read reaches, for an execution the list
+    #: shows a little late.
+    MARGIN = timedelta(minutes=10)
+
+    def __init__(self, pipeline_name: str, environment_name: str, statuses: Iterable[str]) -> None:
+        self.pipeline_name = pipeline_name
+        self.environment_name = environment_name
+        self.statuses = frozenset(str(s) for s in statuses)
+        self.started_after: datetime | None = None
+        self._ended: dict[str, datetime | None] = {}  # execution id -> its start
+        self._first = True
+
+    def observe(self, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
+        """The executions of this list that ended since the last one, with a watched status."""
+        floor = self.started_after
+        found = [
+            e
+            for e in _of_pipeline(self.pipeline_name, self.environment_name, executions)
+            if floor is None or e.started is None or e.started > floor  # as the list's startedAfter keeps them
+        ]
+        found.sort(key=lambda e: (e.started or datetime.max.replace(tzinfo=UTC), e.pipeline_execution_id))
+        new: list[PipelineExecution] = []
+        under_way: list[datetime] = []
+        for execution in found:
+            if not execution_ended(Reading.of(execution)):
+                if execution.started is not None:
+                    under_way.append(execution.started)
+                continue
+            if execution.pipeline_execution_id in self._ended:
+                continue
+            self._ended[execution.pipeline_execution_id] = execution.started
+            if not self._first and str(execution.status) in self.statuses:
+                new.append(execution)
+        self._first = False
+        starts = [e.started for e in found if e.started is not None]
+        if starts:
+            moved = min([*under_way, max(starts)]) - self.MARGIN
+            if floor is None or moved > floor:
+                self.started_after = moved
+            # Ended executions started before the floor are never listed again.
+            kept = self.started_after
+            self._ended = {k: v for k, v in self._ended.items() if v is None or kept is None or v > kept}
+        return new
 
 
 # ---- agents -------------------------------------------------------------------------------------

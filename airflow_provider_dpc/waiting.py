@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dpc._tasks import ProjectTaskMixin, as_flag
 from airflow_provider_dpc.exceptions import DpcError
-from airflow_provider_dpc.status import Reading, Status, StatusKind, StatusWatch, WaitResult
+from airflow_provider_dpc.status import PipelineRunsWatch, Reading, Status, StatusKind, StatusWatch, WaitResult
 
 if TYPE_CHECKING:
     from airflow_provider_dpc._compat import Context
@@ -31,7 +31,8 @@ __all__ = ["KINDS", "WaitingMixin", "WatchedKind"]
 class WatchedKind:
     """How a wait on one kind of resource reads its status, and the trigger that waits in its place."""
 
-    read: Callable[[DpcHook, str, str], Reading | Status]
+    #: One read of what ``watch`` watches, judged as far as the kind needs before the watch observes it.
+    read: Callable[[DpcHook, StatusWatch], Reading | Status]
     #: The trigger's classpath, imported when a task defers (never while a DAG is parsed).
     trigger: str
 
@@ -41,14 +42,30 @@ class WatchedKind:
         return found
 
 
+def _read_runs(hook: DpcHook, watch: StatusWatch) -> Reading:
+    if not isinstance(watch, PipelineRunsWatch):
+        raise TypeError(f"a wait on a pipeline's runs needs a PipelineRunsWatch, not {type(watch).__name__}")
+    executions = hook.list_pipeline_executions(
+        watch.project_id,
+        pipeline_name=watch.pipeline_name,
+        environment_name=watch.environment_name,
+        started_after=watch.started_after,
+    )
+    return watch.judge(executions)
+
+
 KINDS: Mapping[StatusKind, WatchedKind] = {
     StatusKind.STREAMING_PIPELINE: WatchedKind(
-        read=lambda hook, project_id, pipeline_id: hook.get_status(project_id, pipeline_id),
+        read=lambda hook, watch: hook.get_status(watch.project_id, watch.resource_id),
         trigger="airflow_provider_dpc.triggers.streaming_pipeline.DpcStreamingPipelineTrigger",
     ),
     StatusKind.PIPELINE_EXECUTION: WatchedKind(
-        read=lambda hook, project_id, execution_id: Reading.of(hook.read_pipeline_execution(project_id, execution_id)),
+        read=lambda hook, watch: Reading.of(hook.read_pipeline_execution(watch.project_id, watch.resource_id)),
         trigger="airflow_provider_dpc.triggers.pipeline_execution.DpcPipelineExecutionTrigger",
+    ),
+    StatusKind.PIPELINE_RUNS: WatchedKind(
+        read=_read_runs,
+        trigger="airflow_provider_dpc.triggers.pipeline_execution.DpcNextPipelineExecutionTrigger",
     ),
 }
 
@@ -102,7 +119,7 @@ class WaitingMixin(ProjectTaskMixin):
         polling task fails, or skips with ``soft_fail``, with the same message as a deferred one.
         """
         try:
-            reading = KINDS[watch.goal.kind].read(self.hook, watch.project_id, watch.resource_id)
+            reading = KINDS[watch.goal.kind].read(self.hook, watch)
         except DpcError as exc:
             return watch.error(exc, time.time())
         return watch.observe(reading, time.time())
@@ -136,6 +153,7 @@ class WaitingMixin(ProjectTaskMixin):
             retry_policy=self.dpc_retry_policy.to_dict(),
             history=watch.history,
             carry=carry,
+            **watch.scope(),
             **self.trigger_kwargs(),
         )
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import budget, calls, imports, report, tokens, triggerer
+from benchmarks import budget, calls, imports, processes, report, tokens, triggerer
 from benchmarks._common import (
     DPC_CONN_ID,
     HTTP_CONN_ID,
@@ -24,7 +24,7 @@ from benchmarks._common import (
     pipeline_definition,
 )
 
-ALL = ("imports", "calls", "triggers", "tokens", "budget")
+ALL = ("imports", "calls", "triggers", "tokens", "budget", "processes")
 
 
 @dataclass
@@ -50,6 +50,13 @@ class Sizes:
     budget_window: float = 60.0
     budget_warmup: float = 45.0
     budget_spread: float = 20.0
+    #: DPC-run asset watchers added to benchmark 5's shared case (``--budget-watchers``).
+    budget_watchers: int = 0
+    budget_watcher_interval: float = 60.0
+    #: Benchmark 6 runs the budget's sizes above in several processes, pipelines turning STREAMING
+    #: after ``process_warmup`` (None: two windows).
+    process_cases: tuple[processes.Case, ...] = processes.CASES
+    process_warmup: float | None = None
     only: tuple[str, ...] = ALL
     workdir: Path = field(default_factory=lambda: RESULTS)
 
@@ -90,7 +97,9 @@ def run_all(sizes: Sizes, log: Any = None) -> dict[str, Any]:
             results["skipped"]["budget.http_sensor"] = "apache-airflow-providers-http is not installed"
         say(
             f"API budget: {sizes.budget_waits} waits on {sizes.budget_pipelines} pipelines, limit "
-            f"{sizes.budget_limit} per {sizes.budget_window:g} s ..."
+            f"{sizes.budget_limit} per {sizes.budget_window:g} s"
+            + (f", {sizes.budget_watchers} DPC-run watchers beside them" if sizes.budget_watchers else "")
+            + " ..."
         )
         results["budget"] = budget.run(
             waits=sizes.budget_waits,
@@ -101,6 +110,24 @@ def run_all(sizes: Sizes, log: Any = None) -> dict[str, Any]:
             warmup=sizes.budget_warmup,
             spread=sizes.budget_spread,
             variants=variants,
+            watchers=sizes.budget_watchers,
+            watcher_interval=sizes.budget_watcher_interval,
+        )
+    if "processes" in sizes.only:
+        say(
+            f"one account, several processes: {', '.join(c.name for c in sizes.process_cases)}; "
+            f"{sizes.budget_waits} waits on {sizes.budget_pipelines} pipelines, limit {sizes.budget_limit} "
+            f"per {sizes.budget_window:g} s ..."
+        )
+        results["processes"] = processes.run(
+            cases=sizes.process_cases,
+            waits=sizes.budget_waits,
+            pipelines=sizes.budget_pipelines,
+            interval=sizes.budget_interval,
+            limit=sizes.budget_limit,
+            window=sizes.budget_window,
+            warmup=sizes.process_warmup,
+            spread=sizes.budget_spread,
         )
     results["machine"]["load_average_at_end"] = (
         [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
@@ -152,7 +179,23 @@ def _jsonable(sizes: Sizes) -> dict[str, Any]:
     data = dict(vars(sizes))
     data["workdir"] = str(data["workdir"])
     data["only"] = list(data["only"])
+    data["process_cases"] = [case.name for case in data["process_cases"]]
     return data
+
+
+def _case_arg(case: processes.Case) -> str:
+    return f"{case.triggerers}+{case.pokers}" if case.pokers else str(case.triggerers)
+
+
+def _case(text: str, parser: argparse.ArgumentParser) -> processes.Case:
+    triggerers, _, pokers = text.partition("+")
+    try:
+        case = processes.Case(int(triggerers), int(pokers or 0))
+    except ValueError:
+        parser.error(f"--process-cases: {text!r} is not TRIGGERERS or TRIGGERERS+POKERS")
+    if case.triggerers < 1 or case.pokers < 0:
+        parser.error(f"--process-cases: {text!r} needs at least one triggerer")
+    return case
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +212,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"comma-separated subset of {', '.join(triggerer.VARIANTS)} (default: all installed)",
     )
+    parser.add_argument(
+        "--budget-watchers",
+        type=int,
+        default=defaults.budget_watchers,
+        help="DpcPipelineExecutionEventTrigger watchers (60 s) added to the API budget's shared case",
+    )
+    parser.add_argument(
+        "--process-cases",
+        default=",".join(_case_arg(c) for c in defaults.process_cases),
+        help="benchmark 6's cases, comma-separated: N triggerer processes, or N+P with P poke-mode worker processes "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
     args = parser.parse_args(argv)
     only = tuple(x.strip() for x in args.only.split(",") if x.strip())
@@ -182,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         interval=args.interval,
         trigger_reps=args.trigger_reps,
         trigger_variants=args.trigger_variants.split(",") if args.trigger_variants else None,
+        budget_watchers=args.budget_watchers,
+        process_cases=tuple(_case(x.strip(), parser) for x in args.process_cases.split(",") if x.strip()),
         only=only,
     )
     results = run_all(sizes, log=lambda text: print(text, file=sys.stderr, flush=True))

@@ -14,6 +14,13 @@ Cases:
 * ``one_each``: one wait per pipeline (100 waits), where sharing cannot help, to show that keeping
   to the budget stretches the polls evenly rather than failing any wait.
 
+With ``watchers`` (``--budget-watchers 100``), the ``shared`` case of our trigger also runs that many
+``DpcPipelineExecutionEventTrigger`` asset watchers in the same event loop, one per published
+pipeline, each polling the executions list every ``watcher_interval`` seconds (60, the default) and
+drawing from the same budget; each pipeline's execution ends in SUCCESS at a known moment within the
+waits' spread. Their own figures: events (one per execution, never twice) and detection delay
+against ``2 x watcher_interval + 1 s``; the waits' figures must stay within their targets.
+
 Figures per run: events and failed waits, requests sent per minute (peak and mean of whole
 minutes), the most admitted within any rolling window (never above the limit is the goal), 429s
 received and their share, and detection delay p50/p99 against the bound ``2 x (the interval the
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import time
@@ -64,6 +72,8 @@ def run(
     warmup: float = 45.0,
     spread: float = 20.0,
     variants: list[str] | None = None,
+    watchers: int = 0,
+    watcher_interval: float = 60.0,
 ) -> dict[str, Any]:
     variants = variants or available_variants()
     cases = {"shared": (waits, variants), "one_each": (pipelines, ["dpc"])}
@@ -75,6 +85,8 @@ def run(
         "window_s": window,
         "warmup_s": warmup,
         "spread_s": spread,
+        "watchers": watchers,
+        "watcher_interval_s": watcher_interval,
         "cases": {},
         "overhead": overhead(),
     }
@@ -91,7 +103,9 @@ def run(
                 server.rate_limit(limit, window)
                 args = ["--variant", variant, "--waits", str(n), "--pipelines", str(pipelines)]
                 args += ["--interval", str(interval), "--warmup", str(warmup), "--spread", str(spread)]
-                timeout = warmup + spread + 4 * interval + 300
+                if watchers and case == "shared" and variant == "dpc":
+                    args += ["--watchers", str(watchers), "--watcher-interval", str(watcher_interval)]
+                timeout = warmup + spread + 4 * max(interval, watcher_interval) + 300
                 result = run_child(["-m", "benchmarks.budget", *args], env=env, timeout=timeout)
                 result.update(_requests(server.stats()["rate_limit"]))
                 budget_interval = max(interval, pipelines / (limit / window))
@@ -118,7 +132,7 @@ def overhead(polls: int = 200_000, rounds: int = 5) -> dict[str, Any]:
         for _ in range(rounds):
             started = time.process_time()
             for i in range(polls):
-                budget.reserve()
+                budget.take()
                 await SharedReads.read(keys[i % 1000], read, 0.0)
             with_budget = time.process_time() - started
             started = time.process_time()
@@ -155,42 +169,88 @@ Unit = tuple[str, Callable[[], Awaitable[Any]], Callable[[Any], bool]]
 
 def _units(variant: str, n: int, ids: list[str], interval: float) -> list[Unit]:
     """One wait per unit: (its pipeline, its coroutine factory, how to tell a good event)."""
-    from benchmarks.triggerer import _build, _first_event
+    from benchmarks.triggerer import _first_event
 
     targets = [ids[i % len(ids)] for i in range(n)]
     if variant == "dpc":
-        from airflow_provider_dpc.status import StatusGoal
-        from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
-
-        goal = StatusGoal.of("STREAMING", "NOT_RUNNING").to_dict()
-        units: list[Unit] = []
-        for pipeline_id in targets:
-            made = DpcStreamingPipelineTrigger(
-                dpc_conn_id=DPC_CONN_ID,
-                project_id=PROJECT_ID,
-                pipeline_id=pipeline_id,
-                goal=goal,
-                poll_interval=interval,
-                started_at=time.time(),
-            )
-            classpath, kwargs = made.serialize()  # as the triggerer rebuilds it
-            trigger = _build(classpath, json.loads(json.dumps(kwargs)))
-            units.append((pipeline_id, lambda t=trigger: _first_event(t), _reached))
-        return units
+        return [(pid, make, _reached) for pid, make in _trigger_units(targets, interval)]
     if variant == "http_sensor":
         from benchmarks.triggerer import http_sensor_trigger
 
         token = os.environ["BENCH_TOKEN"]
         sensors = [(pid, http_sensor_trigger(pid, interval, token)) for pid in targets]
-        return [(pid, lambda t=t: _first_event(t), lambda p: p is True) for pid, t in sensors]
+        return [(pid, functools.partial(_first_event, t), lambda p: p is True) for pid, t in sensors]
     raise BenchmarkError(f"unknown variant {variant!r}")
+
+
+def _trigger_units(targets: list[str], interval: float) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
+    """A ``DpcStreamingPipelineTrigger`` waiting for STREAMING on each of ``targets``, rebuilt from
+    ``serialize()`` as the triggerer does: (its pipeline, its first event's coroutine factory)."""
+    from airflow_provider_dpc.status import StatusGoal
+    from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
+    from benchmarks.triggerer import _build, _first_event
+
+    goal = StatusGoal.of("STREAMING", "NOT_RUNNING").to_dict()
+    units: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+    for pipeline_id in targets:
+        made = DpcStreamingPipelineTrigger(
+            dpc_conn_id=DPC_CONN_ID,
+            project_id=PROJECT_ID,
+            pipeline_id=pipeline_id,
+            goal=goal,
+            poll_interval=interval,
+            started_at=time.time(),
+        )
+        classpath, kwargs = made.serialize()  # as the triggerer rebuilds it
+        trigger = _build(classpath, json.loads(json.dumps(kwargs)))
+        units.append((pipeline_id, functools.partial(_first_event, trigger)))
+    return units
 
 
 def _reached(payload: Any) -> bool:
     return isinstance(payload, dict) and payload.get("verdict") == "reached" and payload.get("status") == "STREAMING"
 
 
-async def _watch(variant: str, n: int, pipelines: int, interval: float, warmup: float, spread: float) -> dict[str, Any]:
+def _run_watchers(n: int, interval: float, runs_end: dict[str, float]) -> tuple[list[asyncio.Task[None]], Any]:
+    """``n`` asset watchers on the published pipelines ``runs_end`` names, each counting its events."""
+    from airflow_provider_dpc.triggers.pipeline_execution import DpcPipelineExecutionEventTrigger
+    from benchmarks.triggerer import _build
+
+    fired: dict[str, list[float]] = {name: [] for name in runs_end}
+
+    async def watch(name: str) -> None:
+        made = DpcPipelineExecutionEventTrigger(DPC_CONN_ID, PROJECT_ID, name, "bench", poll_interval=interval)
+        classpath, kwargs = made.serialize()  # as the triggerer rebuilds it
+        async for event in _build(classpath, json.loads(json.dumps(kwargs))).run():
+            if event.payload.get("status") == "SUCCESS":
+                fired[name].append(time.time())
+
+    return [asyncio.create_task(watch(name)) for name in list(runs_end)[:n]], fired
+
+
+def _watcher_figures(fired: dict[str, list[float]], runs_end: dict[str, float], interval: float) -> dict[str, Any]:
+    delays = [times[0] - runs_end[name] for name, times in fired.items() if times]
+    return {
+        "watchers": len(fired),
+        "interval_s": interval,
+        "fired": sum(1 for times in fired.values() if times),
+        "fired_twice": sum(1 for times in fired.values() if len(times) > 1),
+        "delay_p50_s": percentile(delays, 0.50),
+        "delay_p99_s": percentile(delays, 0.99),
+        "delay_bound_s": round(2 * interval + 1.0, 2),
+    }
+
+
+async def _watch(
+    variant: str,
+    n: int,
+    pipelines: int,
+    interval: float,
+    warmup: float,
+    spread: float,
+    watchers: int = 0,
+    watcher_interval: float = 60.0,
+) -> dict[str, Any]:
     from benchmarks.triggerer import _admin
 
     origin = os.environ["BENCH_ORIGIN"]
@@ -198,7 +258,10 @@ async def _watch(variant: str, n: int, pipelines: int, interval: float, warmup: 
     units = _units(variant, n, ids, interval)
     start = time.time() + 0.2
     flips = {pid: start + warmup + spread * j / pipelines for j, pid in enumerate(ids)}
-    _admin(origin, "PUT", "/_bench/schedule", {"default": None, "at": flips})
+    # Each watched pipeline's execution ends in SUCCESS at a known moment within the waits' spread.
+    runs_end = {f"bench-run-{j}": start + warmup + spread * j / max(watchers, 1) for j in range(watchers)}
+    _admin(origin, "PUT", "/_bench/schedule", {"default": None, "at": {**flips, **runs_end}})
+    watching, fired = _run_watchers(watchers, watcher_interval, runs_end) if watchers else ([], {})
     await asyncio.sleep(max(0.0, start - time.time()))
     delays: list[float] = []
     errors: list[str] = []
@@ -219,7 +282,20 @@ async def _watch(variant: str, n: int, pipelines: int, interval: float, warmup: 
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+    waits_wall = round(time.time() - start, 1)
+    watched: dict[str, Any] = {}
+    if watching:
+        # Until every watcher fired, and one interval more: an execution fired twice would show.
+        deadline = start + warmup + spread + 2 * watcher_interval + 60
+        while time.time() < deadline and not all(fired.values()):
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(min(watcher_interval, max(0.0, deadline - time.time())))
+        for task in watching:
+            task.cancel()
+        await asyncio.gather(*watching, return_exceptions=True)
+        watched = {"watchers": _watcher_figures(fired, runs_end, watcher_interval)}
     return {
+        **watched,
         "variant": variant,
         "waits": n,
         "events": len(delays),
@@ -230,7 +306,7 @@ async def _watch(variant: str, n: int, pipelines: int, interval: float, warmup: 
         "delay_p50_s": percentile(delays, 0.50),
         "delay_p99_s": percentile(delays, 0.99),
         "delay_max_s": round(max(delays), 3) if delays else None,
-        "wall_s": round(time.time() - start, 1),
+        "wall_s": waits_wall,
     }
 
 
@@ -242,8 +318,11 @@ def _main() -> None:
     parser.add_argument("--interval", type=float, required=True)
     parser.add_argument("--warmup", type=float, required=True)
     parser.add_argument("--spread", type=float, required=True)
+    parser.add_argument("--watchers", type=int, default=0)
+    parser.add_argument("--watcher-interval", type=float, default=60.0)
     args = parser.parse_args()
-    emit(asyncio.run(_watch(args.variant, args.waits, args.pipelines, args.interval, args.warmup, args.spread)))
+    waits = (args.variant, args.waits, args.pipelines, args.interval, args.warmup, args.spread)
+    emit(asyncio.run(_watch(*waits, watchers=args.watchers, watcher_interval=args.watcher_interval)))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ This server is raw asyncio (uvloop when installed) and answers only what the ben
   ``STREAMING`` from then on. A request carrying ``x-bench-not-ready: 404`` gets a 404 before the
   flip instead, which is what ``HttpSensorTrigger`` waits through;
 * ``POST .../commands``: ``START`` marks the pipeline started;
+* ``GET /dpc/v1/pipeline-executions?pipelineName=NAME``: one execution of that published pipeline,
+  flat as the service lists it, started a minute before its flip moment: ``RUNNING`` until then,
+  ``SUCCESS`` from then on (what ``DpcPipelineExecutionEventTrigger`` watchers wait for; the flip
+  moments are keyed by the pipeline's name);
 * ``GET /_bench/stats``, ``POST /_bench/reset`` (counters and flips; tokens and started pipelines
   stay), ``PUT /_bench/schedule`` (``{"default": epoch, "at": {pipeline_id: epoch}}``),
   ``PUT /_bench/started`` (a list of pipeline ids) and ``PUT /_bench/rate_limit``
@@ -32,13 +36,17 @@ import json
 import math
 import os
 import time
+import urllib.parse
+import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_dpc.emulator.ratelimit import RateLimiter
 
 READY_LINE = "listening on"
 API_PREFIX = b"/dpc/v1/projects/"
+EXECUTIONS = "/dpc/v1/pipeline-executions"
 REASONS = {
     200: b"OK",
     400: b"Bad Request",
@@ -107,7 +115,7 @@ def _problem(status: int, detail: str) -> bytes:
 
 def handle(method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> tuple[int, bytes]:
     """Answer one request: ``(status, JSON body)``."""
-    path = path.split("?", 1)[0]
+    path, _, query = path.partition("?")
     if path == "/oauth/dpc/token":
         if method != "POST":
             return 405, _problem(405, "POST only")
@@ -118,7 +126,7 @@ def handle(method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> 
         return 200, json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": 1800}).encode()
     if path.startswith("/_bench/"):
         return _admin(method, path, body)
-    if not path.startswith(API_PREFIX.decode()):
+    if not path.startswith(API_PREFIX.decode()) and path != EXECUTIONS:
         return 404, _problem(404, f"No route matches {path}")
     wait = STATE.limiter.admit(time.monotonic())
     if wait is not None:
@@ -130,6 +138,9 @@ def handle(method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> 
     if scheme.lower() != "bearer" or token.strip() not in STATE.tokens:
         STATE.requests["unauthorized"] += 1
         return 401, _problem(401, "A valid bearer token is required")
+    if path == EXECUTIONS and method == "GET":
+        STATE.requests["GET executions"] += 1
+        return 200, _executions(urllib.parse.parse_qs(query).get("pipelineName", [""])[0])
     parts = path.split("/")  # '', dpc, v1, projects, {p}, streaming-pipelines, {id}, status|commands
     if len(parts) != 8 or parts[5] != "streaming-pipelines":
         return 404, _problem(404, f"No route matches {path}")
@@ -157,6 +168,30 @@ def handle(method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> 
             return 400, _problem(400, "command must be START or STOP")
         return 200, b""
     return 405, _problem(405, f"{method} is not allowed on {path}")
+
+
+def _executions(pipeline_name: str) -> bytes:
+    """The list's one execution of ``pipeline_name``: RUNNING until its flip moment, then SUCCESS."""
+    flip = STATE.flip_at(pipeline_name)
+    if not pipeline_name or math.isinf(flip):
+        return b'{"results":[]}'
+    done = time.time() >= flip
+    execution = {
+        "pipelineExecutionId": str(uuid.uuid5(uuid.NAMESPACE_URL, pipeline_name)),
+        "pipelineName": pipeline_name,
+        "environmentName": "bench",
+        "status": "SUCCESS" if done else "RUNNING",
+        "startedAt": _timestamp(flip - 60),
+        "finishedAt": _timestamp(flip) if done else None,
+        "message": None,
+    }
+    return json.dumps({"results": [execution]}).encode()
+
+
+def _timestamp(epoch: float) -> str:
+    """As the service writes them: five fractional digits and an offset."""
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 10:05d}+00:00"
 
 
 def _admin(method: str, path: str, body: bytes) -> tuple[int, bytes]:

@@ -1,4 +1,5 @@
-# Benchmarks: import cost, cost per call, triggerer scale and token reuse (see benchmarks/).
+# Benchmarks: import cost, cost per call, triggerer scale, token reuse, the API budget and several
+# processes on one account (see benchmarks/).
 # `make bench` installs the bench extra (the dbt Cloud and HTTP providers) into $(VENV),
 # runs every benchmark, prints one table and writes the figures to benchmarks/results/latest.json.
 # Pass options through BENCH_ARGS, e.g. `make bench BENCH_ARGS="--only triggers --trigger-reps 1"`.

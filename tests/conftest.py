@@ -6,6 +6,7 @@ Connections reach Airflow through ``AIRFLOW_CONN_<ID>`` variables, which every A
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -102,6 +103,24 @@ def airflow_db() -> None:
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
     )
+    _build_the_in_process_api_once()
+
+
+def _build_the_in_process_api_once() -> None:
+    """Have ``dag.test()`` build Airflow's in-process Task Execution API once per process, as 3.3 does.
+
+    Airflow 3.0 to 3.2 build it anew for every task ``dag.test()`` runs (a FastAPI app whose
+    versioned routers take seconds of CPU to generate); 3.3 keeps one per process
+    (``functools.lru_cache`` on ``supervisor.in_process_api_server``). The suite does the same on
+    every line, so a DAG test costs its tasks, not the app's construction. Airflow 2 has no such API.
+    """
+    try:
+        from airflow.sdk.execution_time import supervisor
+    except ImportError:
+        return
+    build = getattr(supervisor, "in_process_api_server", None)
+    if build is not None and not hasattr(build, "cache_info"):
+        supervisor.in_process_api_server = functools.lru_cache(maxsize=1)(build)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_dpc.assets import pipeline_uri
+from airflow_provider_dpc.assets import pipeline_uri, published_pipeline_uri
 from tests.guide import PROJECT_ID
 
 pytestmark = pytest.mark.every_line
@@ -26,11 +26,20 @@ def test_a_pipeline_uri_is_written_canonically() -> None:
     assert asset(uri).uri == f"matillion-dpc://{PROJECT_ID}/streaming-pipelines/orders-cdc"
 
 
+def test_a_published_pipeline_uri_is_written_canonically_however_its_name_is_spelled() -> None:
+    uri = f"matillion-dpc://{PROJECT_ID}/pipelines/orders/Load%20orders"
+    assert published_pipeline_uri(PROJECT_ID.upper(), "orders/Load orders") == uri
+    assert asset(f"matillion-dpc://{PROJECT_ID.upper()}/pipelines/orders/Load orders").uri == uri
+    assert asset(uri).uri == uri
+
+
 @pytest.mark.parametrize(
     ("uri", "problem"),
     [
         ("matillion-dpc:///streaming-pipelines/orders", "names the project first"),
-        ("matillion-dpc://proj/pipelines/orders", "the path must be /streaming-pipelines/<pipeline id or name>"),
+        ("matillion-dpc://proj/jobs/orders", "the path must be /streaming-pipelines/<pipeline id or name>"),
+        ("matillion-dpc://proj/pipelines/", "or /pipelines/<published pipeline name>"),
+        ("matillion-dpc://proj/pipelines/orders//load", "or /pipelines/<published pipeline name>"),
         ("matillion-dpc://proj/streaming-pipelines/a/b", "the path must be /streaming-pipelines/"),
         ("matillion-dpc://proj/streaming-pipelines/orders?x=1", "takes no query"),
     ],

@@ -15,6 +15,7 @@ import pytest
 from benchmarks import report
 from benchmarks.__main__ import Sizes, run_all
 from benchmarks._common import has_dbt_cloud, has_http_provider
+from benchmarks.processes import Case
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,7 @@ CALLS, CALL_ROUNDS = 10, 2
 IMPORT_RUNS = 2
 TOKEN_HOOKS, TOKEN_CALLS = 2, 3
 BUDGET_WAITS, BUDGET_PIPELINES, BUDGET_LIMIT = 12, 3, 30
+BUDGET_WATCHERS = 2
 
 needs_dbt_cloud = pytest.mark.skipif(
     not has_dbt_cloud(), reason="the bench extra is not installed (apache-airflow-providers-dbt-cloud missing)"
@@ -58,6 +60,11 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         budget_window=3.0,
         budget_warmup=1.5,
         budget_spread=1.0,
+        budget_watchers=BUDGET_WATCHERS,
+        budget_watcher_interval=1.0,
+        # One triggerer process and one poke-mode worker process: each imports Airflow, the run's cost.
+        process_cases=(Case(1, 1),),
+        process_warmup=1.5,
         workdir=Path(tmp_path_factory.mktemp("bench")),
     )
     return run_all(sizes)
@@ -159,11 +166,31 @@ def test_api_budget_keeps_every_wait_within_the_limit(results: dict[str, Any]) -
         assert figures["delay_p99_s"] >= figures["delay_p50_s"] > 0
 
 
+def test_api_budget_with_dpc_run_watchers_beside_the_waits(results: dict[str, Any]) -> None:
+    watchers = results["budget"]["cases"]["shared"]["variants"]["dpc"]["watchers"]
+    assert (watchers["watchers"], watchers["fired"], watchers["fired_twice"]) == (BUDGET_WATCHERS, BUDGET_WATCHERS, 0)
+    assert watchers["delay_p99_s"] >= watchers["delay_p50_s"] > 0
+    assert "watchers fired (one execution each)" in report.table(results)
+
+
 @needs_http_provider
 def test_api_budget_beside_the_http_sensor_trigger(results: dict[str, Any]) -> None:
     http = results["budget"]["cases"]["shared"]["variants"]["http_sensor"]
     assert http["waits"] == BUDGET_WAITS
     assert http["requests"] >= http["throttled"] >= 0
+
+
+def test_processes_on_one_account(results: dict[str, Any]) -> None:
+    several = results["processes"]
+    (case,) = several["cases"].values()
+    assert (case["waits"], case["processes"], case["triggerers"], case["pokers"]) == (BUDGET_WAITS, 2, 1, 1)
+    assert [p["role"] for p in case["per_process"]] == ["triggerer", "poker"]
+    assert [p["waits"] for p in case["per_process"]] == [BUDGET_WAITS - 1, 1]
+    assert (case["failed_waits"], case["undetected_waits"]) == (0, 0), case["error_samples"]
+    assert case["admitted_peak_in_window"] <= BUDGET_LIMIT
+    assert case["requests"] >= case["throttled"] >= 0
+    assert len(case["throttled_share_per_window"]) == len(case["admitted_per_window"]) >= 1
+    assert case["delay_p99_s"] >= case["delay_p50_s"] > 0
 
 
 def test_token_reuse(results: dict[str, Any]) -> None:
@@ -181,6 +208,6 @@ def test_one_table_holds_every_benchmark(results: dict[str, Any]) -> None:
     lines = table.splitlines()
     assert lines[0].startswith("| benchmark |")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
-    for number in ("1 import cost", "2 cost per call", "3 triggerer", "4 token reuse", "5 API budget"):
+    for number in ("1 import cost", "2 cost per call", "3 triggerer", "4 token reuse", "5 API budget", "6 one account"):
         assert any(line.startswith(f"| {number}") for line in lines), number
     assert report.machine_line(results["machine"])

@@ -186,13 +186,20 @@ def docs_env(conn_env: Any, fresh_emulator: EmulatorProcess) -> EmulatorProcess:
     return fresh_emulator
 
 
-def set_up(block: Block) -> str | None:
-    """``setup=pipeline:NAME`` creates a pipeline; ``setup=streaming:NAME`` also starts it."""
+def set_up(block: Block, emulator: EmulatorProcess | None = None) -> str | None:
+    """``setup=pipeline:NAME`` creates a pipeline; ``setup=streaming:NAME`` also starts it;
+    ``setup="dpc-runs:SCHEDULE"`` makes the emulator run that seeded schedule's pipeline half a
+    second from now, and every minute after, as DPC's scheduler would (for a wait on DPC's own runs)."""
     spec = block.options.get("setup")
     if not spec:
         return None
     state, _, name = spec.partition(":")
     hook = DpcHook(retry_policy=FAST)
+    if state == "dpc-runs":
+        assert emulator is not None, f"{block.id}: {spec!r} needs the emulator"
+        (schedule,) = [s for s in hook.list_schedules(PROJECT_ID) if s.name == name]
+        emulator.run_every(schedule.schedule_id, 60, first_in_seconds=0.5, seconds=0.2)
+        return schedule.schedule_id
     pipeline_id = hook.create_streaming_pipeline(PROJECT_ID, guide_body(name)).streaming_pipeline_id
     if state == "streaming":
         hook.send_command(PROJECT_ID, pipeline_id, PipelineCommand.START)
@@ -242,7 +249,7 @@ def test_dag_example(
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
     (dag_id,) = block.args
-    set_up(block)
+    set_up(block, docs_env)
     path = tmp_path / f"{dag_id}.py"
     path.write_text(block.code, encoding="utf-8")
     # Airflow 3's dag.test() runs the DAG as the DAGs folder (its bundle) holds it.
@@ -266,7 +273,7 @@ def test_dag_example(
 
 @pytest.mark.parametrize("block", blocks("python"))
 def test_python_example(block: Block, docs_env: EmulatorProcess) -> None:
-    set_up(block)
+    set_up(block, docs_env)
     exec(compile(block.code, block.id, "exec"), {"__name__": "__docs__"})
 
 
@@ -387,6 +394,8 @@ def test_connection_env_example(block: Block, docs_env: EmulatorProcess, tmp_pat
             assert value is None, key
         elif wanted == "set":
             assert value, key
+        elif isinstance(value, float):
+            assert value == float(wanted), key
         else:
             assert value == for_emulator(wanted, docs_env), key
 
@@ -645,6 +654,29 @@ def _bad_deferrable(s: Situation) -> str:
     return message_of(lambda: op.execute(context()))
 
 
+def _next_run_sensor(s: Situation, pipeline: str, **kwargs: Any) -> str:
+    from datetime import UTC, datetime
+
+    from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecutionSensor
+    from tests.task_runner import run_task
+
+    moment = datetime.now(UTC)
+    time.sleep(0.02)
+    for name in kwargs.pop("runs", ()):
+        s.emulator.run_pipeline(name, "Environment-1", seconds=0)
+    sensor = DpcPipelineExecutionSensor(
+        task_id="wait",
+        project_id=PROJECT_ID,
+        pipeline_name=pipeline,
+        environment_name="Environment-1",
+        started_after=moment.isoformat(),
+        poke_interval=0.1,
+        dpc_retry_policy=FAST,
+        **kwargs,
+    )
+    return message_of(lambda: run_task(sensor))
+
+
 TRIGGERS: dict[str, Callable[[Situation], str]] = {
     "missing-connection": _missing_connection,
     "no-credentials": _no_credentials,
@@ -674,6 +706,10 @@ TRIGGERS: dict[str, Callable[[Situation], str]] = {
     "execution-failed": lambda s: _run(s, "Failing pipeline"),
     "execution-finished-unknown": lambda s: _run(s, "Terminated pipeline"),
     "ambiguous-pipeline-name": _ambiguous_pipeline_name,
+    "next-run-timeout": lambda s: _next_run_sensor(s, "Pipeline 1", deferrable=True, timeout=0.5),
+    "ambiguous-pipeline-runs": lambda s: _next_run_sensor(
+        s, "Load orders", runs=("Load orders", "Archived load orders"), timeout=30
+    ),
 }
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from airflow_provider_dpc import exceptions
 from airflow_provider_dpc.hooks.dpc import DpcHook
+from airflow_provider_dpc.models import parse_time
 from airflow_provider_dpc.operators.pipeline_execution import DpcRunPipelineOperator
 from airflow_provider_dpc.operators.streaming_pipeline import (
     DpcKeepStreamingOperator,
@@ -26,7 +27,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
 )
 from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecutionSensor
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
-from airflow_provider_dpc.status import StatusGoal, StatusWatch
+from airflow_provider_dpc.status import PipelineRunsWatch, StatusGoal, StatusWatch
 from tests.guide import PROJECT_ID
 from tests.task_runner import RecordingTI, first_event
 
@@ -51,6 +52,9 @@ def tasks() -> dict[str, Any]:
         ),
         "execution_sensor": DpcPipelineExecutionSensor(task_id="wait", execution_id=EXECUTION_ID, **common),
         "pipeline_sensor": DpcStreamingPipelineSensor(task_id="sense", pipeline_id=PIPELINE_ID, **common),
+        "runs_sensor": DpcPipelineExecutionSensor(
+            task_id="wait_runs", pipeline_name="Pipeline 1", environment_name="Environment-1", **common
+        ),
     }
 
 
@@ -76,18 +80,31 @@ def test_todays_tasks_write_exactly_the_stored_trigger(entry: dict[str, Any]) ->
         from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineEventTrigger
 
         written = DpcStreamingPipelineEventTrigger(kwargs["dpc_conn_id"], kwargs["project_id"], kwargs["pipeline_id"])
+    elif entry["task"] == "execution_watcher":
+        from airflow_provider_dpc.triggers.pipeline_execution import DpcPipelineExecutionEventTrigger
+
+        written = DpcPipelineExecutionEventTrigger(
+            kwargs["dpc_conn_id"], kwargs["project_id"], kwargs["pipeline_name"], kwargs["environment_name"]
+        )
     else:
         task = tasks()[entry["task"]]
         task.dpc_retry_policy = type(task.dpc_retry_policy)()  # the default policy, as stored
         goal = StatusGoal.from_dict(kwargs["goal"])
-        watch = StatusWatch(
-            goal,
-            kwargs["project_id"],
-            kwargs.get("execution_id") or kwargs["pipeline_id"],
-            started_at=kwargs["started_at"],
-            deadline=kwargs["deadline"],
-            history=kwargs["history"],
-        )
+        timings = {"started_at": kwargs["started_at"], "deadline": kwargs["deadline"], "history": kwargs["history"]}
+        if entry["task"] == "runs_sensor":
+            moment = parse_time(kwargs["started_after"])
+            assert moment is not None
+            watch: StatusWatch = PipelineRunsWatch(
+                goal,
+                kwargs["project_id"],
+                kwargs["pipeline_name"],
+                environment_name=kwargs["environment_name"],
+                started_after=moment,
+                **timings,
+            )
+        else:
+            resource_id = kwargs.get("execution_id") or kwargs["pipeline_id"]
+            watch = StatusWatch(goal, kwargs["project_id"], resource_id, **timings)
         written = task.status_trigger(watch, kwargs["poll_interval"], kwargs.get("carry"))
     assert written.serialize() == (entry["classpath"], kwargs)
 

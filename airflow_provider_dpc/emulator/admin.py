@@ -1,5 +1,5 @@
-"""Admin routes under ``/_emulator``: health, stats, reset, faults, settings, pipeline failures, agents
-and tokens.
+"""Admin routes under ``/_emulator``: health, stats, reset, faults, settings, pipeline failures, agents,
+tokens, and the runs DPC's own scheduler starts.
 
 They need no token and are never hit by injected faults, so a test can always observe and steer the
 emulator whatever state it has put the API in.
@@ -8,12 +8,16 @@ emulator whatever state it has put the API in.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 from starlette.responses import Response
 
-from airflow_provider_dpc.emulator.config import ConfigError
+from airflow_provider_dpc.emulator.config import ConfigError, PublishedPipelineSeed
+from airflow_provider_dpc.emulator.executions import Outcome
 from airflow_provider_dpc.emulator.faults import FaultError
 from airflow_provider_dpc.emulator.problems import ApiJSONResponse, ProblemError, read_json_object
 from airflow_provider_dpc.emulator.runtime import Emulator
@@ -154,8 +158,120 @@ async def put_agent(request: Request) -> Response:
 _AGENT_SETTINGS = frozenset({"connected", "agentStatus"})
 
 
+# ---- runs DPC's own scheduler starts -------------------------------------------------------------
+
+
+class _Admin(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class RunOutcome(_Admin):
+    """How a run the emulator starts ends, where it differs from its published pipeline's seed."""
+
+    #: SUCCESS, FAILED, FORBIDDEN, RUNNING (until cancelled) or any status in capitals.
+    outcome: Annotated[str | None, Field(pattern=r"^[A-Z][A-Z_]*$")] = None
+    #: Seconds from RUNNING to the outcome.
+    seconds: Annotated[float | None, Field(ge=0, le=86400)] = None
+    message: str | None = None
+
+    def plan(self) -> Outcome:
+        return Outcome(self.outcome, self.seconds, self.message)
+
+
+class RunNow(RunOutcome):
+    """``POST /_emulator/runs``: DPC runs a published pipeline now (trigger ``SCHEDULE``), named by
+    a seeded schedule or by its pipeline and environment."""
+
+    schedule_id: str | None = None
+    project_id: str | None = None
+    pipeline_name: str | None = None
+    environment_name: str | None = None
+
+
+class RunEvery(RunOutcome):
+    """``PUT /_emulator/schedules/{scheduleId}/interval``: DPC runs the schedule's pipeline every
+    ``every_seconds``, the first one ``first_in_seconds`` from now (one interval by default)."""
+
+    every_seconds: Annotated[float, Field(gt=0, le=86400)]
+    first_in_seconds: Annotated[float | None, Field(ge=0, le=86400)] = None
+
+
+ScheduleId = Annotated[str, Path(alias="scheduleId")]
+
+
+def _published(emulator: Emulator, project_id: str, environment_name: str, name: str) -> PublishedPipelineSeed:
+    found = emulator.state.published(project_id, environment_name, name)
+    if not found:
+        raise ProblemError(404, f"Pipeline '{name[:80]}' is not published in environment '{environment_name[:80]}'")
+    if len(found) > 1:
+        paths = ", ".join(p.answered_name for p in found)
+        raise ProblemError(400, f"Pipeline name '{name[:80]}' is ambiguous: {paths}")
+    return found[0]
+
+
+def _seeded_schedule(emulator: Emulator, raw: str) -> tuple[str, Any]:
+    try:
+        schedule_id = str(uuid.UUID(raw))
+    except ValueError:
+        schedule_id = ""
+    found = emulator.state.schedule(schedule_id)
+    if found is None:
+        raise ProblemError(404, f"Schedule '{raw[:80]}' was not found")
+    return found
+
+
+def _scheduled_pipeline(emulator: Emulator, project_id: str, schedule: Any) -> PublishedPipelineSeed:
+    return _published(emulator, project_id, schedule.environment_name or "", schedule.pipeline_name or "")
+
+
+async def run_now(request: Request, body: RunNow) -> Response:
+    """Start an execution as DPC's scheduler would, now; answers it as the executions list does."""
+    emulator = _emulator(request)
+    if body.schedule_id is not None:
+        project_id, schedule = _seeded_schedule(emulator, body.schedule_id)
+        pipeline = _scheduled_pipeline(emulator, project_id, schedule)
+        schedule_id: str | None = schedule.schedule_id
+    else:
+        named = (("pipelineName", body.pipeline_name), ("environmentName", body.environment_name))
+        missing = [name for name, value in named if not value]
+        if missing:
+            message = "must not be empty without scheduleId"
+            raise ProblemError(400, "Invalid run", errors=[FieldError(name, message) for name in missing])
+        projects = list(emulator.state.projects)
+        project_id = body.project_id or (projects[0] if len(projects) == 1 else "")
+        if project_id not in emulator.state.projects:
+            raise ProblemError(404, f"Project '{(body.project_id or '')[:80]}' was not found")
+        pipeline = _published(emulator, project_id, str(body.environment_name), str(body.pipeline_name))
+        schedule_id = None
+    execution = emulator.state.executions.run_on_schedule(project_id, pipeline, schedule_id, body.plan())
+    now = emulator.state.executions.clock()
+    return ApiJSONResponse(execution.body(now, emulator.config.api_shape, item=True), status_code=201)
+
+
+async def run_every(request: Request, schedule_id: ScheduleId, body: RunEvery) -> Response:
+    emulator = _emulator(request)
+    project_id, schedule = _seeded_schedule(emulator, schedule_id)
+    pipeline = _scheduled_pipeline(emulator, project_id, schedule)
+    interval = emulator.state.executions.repeat(
+        project_id, schedule.schedule_id, pipeline, body.every_seconds, body.plan(), body.first_in_seconds
+    )
+    return ApiJSONResponse(_interval(emulator, schedule.schedule_id, interval.every))
+
+
+async def stop_running(request: Request, schedule_id: ScheduleId) -> Response:
+    emulator = _emulator(request)
+    _, schedule = _seeded_schedule(emulator, schedule_id)
+    emulator.state.executions.stop_repeating(schedule.schedule_id)
+    return ApiJSONResponse(_interval(emulator, schedule.schedule_id, None))
+
+
+def _interval(emulator: Emulator, schedule_id: str, every: float | None) -> dict[str, Any]:
+    next_run = emulator.state.executions.next_run(schedule_id)
+    return {"scheduleId": schedule_id, "everySeconds": every, "nextRunAt": next_run}
+
+
 router = APIRouter(prefix=ADMIN_PREFIX, include_in_schema=False)
-for _path, _method, _handler in [
+_ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
     ("/health", "GET", health),
     ("/stats", "GET", stats),
     ("/reset", "POST", reset),
@@ -169,5 +285,9 @@ for _path, _method, _handler in [
     ("/pipelines/{pipelineId}/die", "POST", die),
     ("/pipelines/{pipelineId}/die-after", "POST", die_after),
     ("/agents/{agentId}", "PUT", put_agent),
-]:
+    ("/runs", "POST", run_now),
+    ("/schedules/{scheduleId}/interval", "PUT", run_every),
+    ("/schedules/{scheduleId}/interval", "DELETE", stop_running),
+]
+for _path, _method, _handler in _ROUTES:
     router.add_api_route(_path, _handler, methods=[_method])

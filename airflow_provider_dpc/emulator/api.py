@@ -46,6 +46,7 @@ from airflow_provider_dpc.models import (
     Problem,
     Project,
     PublishedPipeline,
+    Schedule,
     StatusAnswer,
     StreamingPipeline,
     StreamingPipelineDefinition,
@@ -432,7 +433,7 @@ async def get_execution(request: Request, project_id: ProjectId, execution_id: E
     emulator = _emulator(request)
     executions = emulator.state.executions
     execution = _execution(request, project_id, execution_id)
-    return ApiJSONResponse(execution.body(executions.clock(), executions.wall, emulator.config.api_shape))
+    return ApiJSONResponse(execution.body(executions.clock(), emulator.config.api_shape))
 
 
 @router.get(
@@ -481,7 +482,7 @@ async def execution_steps(
     emulator = _emulator(request)
     executions = emulator.state.executions
     execution = _execution(request, project_id, execution_id)
-    steps = execution.steps(executions.clock(), executions.wall, emulator.config.api_shape)
+    steps = execution.steps(executions.clock(), emulator.config.api_shape)
     if emulator.config.api_shape == "observed":
         return _page(request, steps, page, size)
     return ApiJSONResponse({"results": steps})
@@ -500,17 +501,40 @@ async def list_executions(
     environment_name: Annotated[str | None, Query(alias="environmentName")] = None,
     status: Annotated[str | None, Query()] = None,
     started_after: Annotated[datetime | None, Query(alias="startedAfter")] = None,
+    started_before: Annotated[datetime | None, Query(alias="startedBefore")] = None,
+    schedule_id: Annotated[str | None, Query(alias="scheduleId", description="Runs of this DPC schedule")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_SIZE, description="Page size")] = DEFAULT_SIZE,
     token: Annotated[str | None, Query(alias="paginationToken")] = None,
 ) -> Response:
-    state = _emulator(request).state
+    emulator = _emulator(request)
+    state = emulator.state
     projects = [_project(request, project_id)] if project_id else list(state.projects)
     offset = 0 if token is None else decode_token(token)
     if offset is None:
         raise ProblemError(400, "Query parameter 'paginationToken' is not a token this API issued")
-    found = state.executions.matching(projects, pipeline_name, environment_name, status, started_after)
-    now = state.executions.clock()
-    page: dict[str, Any] = {"results": [e.body(now, state.executions.wall) for e in found[offset : offset + limit]]}
+    schedule = None if schedule_id is None else (_canonical_uuid(schedule_id) or schedule_id)
+    found = state.executions.matching(
+        projects, pipeline_name, environment_name, status, started_after, started_before, schedule
+    )
+    now, shape = state.executions.clock(), emulator.config.api_shape
+    page: dict[str, Any] = {"results": [e.body(now, shape, item=True) for e in found[offset : offset + limit]]}
     if offset + limit < len(found):
         page["more"] = encode_token(offset + limit)
     return ApiJSONResponse(page)
+
+
+# ---- DPC's own schedules ------------------------------------------------------------------------
+
+
+@router.get(
+    "/projects/{projectId}/schedules",
+    response_model=Page[Schedule],
+    responses={**_bad, **_not_found},
+    summary="List a project's schedules: which published pipeline DPC runs, where and when",
+)
+async def list_schedules(
+    request: Request, project_id: ProjectId, page: PageNumber = 0, size: PageSize = DEFAULT_SIZE
+) -> Response:
+    state = _emulator(request).state
+    schedules = [schedule.to_wire() for schedule in state.schedules(_project(request, project_id))]
+    return _page(request, schedules, page, size)

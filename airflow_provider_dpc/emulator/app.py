@@ -60,7 +60,7 @@ def _query_problem(name: str, value: Any) -> ProblemError:
         low, high = api.PAGING[name]
         message = f"must be an integer from {low} to {high}"
     else:
-        message = "must be an ISO 8601 date and time" if name == "startedAfter" else "is not valid"
+        message = "must be an ISO 8601 date and time" if name in ("startedAfter", "startedBefore") else "is not valid"
     shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
     return ProblemError(400, f"Query parameter '{name}' {message}, got '{shown}'", errors=[FieldError(name, message)])
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from airflow_provider_dpc.models import Agent, Environment, Project
+from airflow_provider_dpc.models import Agent, Environment, Project, Schedule
 
 __all__ = [
     "DEFAULT_SEED",
@@ -106,6 +106,9 @@ class Seed(BaseModel):
     agents: list[Agent] = Field(default_factory=list)
     #: Published pipelines per project and environment, with the behaviour of their executions.
     published_pipelines: list[PublishedPipelineSeed] = Field(default_factory=list, alias="publishedPipelines")
+    #: DPC schedules per project id, as ``GET /v1/projects/{p}/schedules`` lists them. The emulator
+    #: runs none by their cron: the admin routes run a schedule's pipeline now or on an interval.
+    schedules: dict[str, list[Schedule]] = Field(default_factory=dict)
 
     @field_validator("projects")
     @classmethod
@@ -118,6 +121,14 @@ class Seed(BaseModel):
     @classmethod
     def _environment_keys_are_uuids(cls, environments: dict[str, list[Environment]]) -> dict[str, Any]:
         return {_require_uuid(key, "environments key"): value for key, value in environments.items()}
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedule_ids_are_uuids(cls, schedules: dict[str, list[Schedule]]) -> dict[str, Any]:
+        for found in schedules.values():
+            for schedule in found:
+                schedule.schedule_id = _require_uuid(schedule.schedule_id, "schedules[].scheduleId")
+        return {_require_uuid(key, "schedules key"): value for key, value in schedules.items()}
 
 
 def _require_uuid(value: str, what: str) -> str:
@@ -197,6 +208,41 @@ DEFAULT_SEED = Seed(
         ),
         PublishedPipelineSeed(project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="Pipeline 10"),
     ],
+    # DPC's own schedules of some of them, which the admin routes run now or on an interval.
+    schedules={
+        GUIDE_PROJECT_ID: [
+            Schedule(
+                schedule_id="5c0e8f3a-7b1d-4e2a-9c6f-1a2b3c4d5e01",
+                name="Nightly Pipeline 1",
+                pipeline_name="Pipeline 1",
+                environment_name="Environment-1",
+                cron_expression="0 2 * * *",
+                cron_timezone="Europe/London",
+                next_run_at="2026-01-06T02:00:00Z",
+                schedule_enabled=True,
+            ),
+            Schedule(
+                schedule_id="5c0e8f3a-7b1d-4e2a-9c6f-1a2b3c4d5e02",
+                name="Hourly Pipeline 10",
+                pipeline_name="Pipeline 10",
+                environment_name="Environment-1",
+                cron_expression="0 * * * *",
+                cron_timezone="UTC",
+                next_run_at="2026-01-05T10:00:00Z",
+                schedule_enabled=True,
+            ),
+            Schedule(
+                schedule_id="5c0e8f3a-7b1d-4e2a-9c6f-1a2b3c4d5e03",
+                name="Nightly orders",
+                pipeline_name="orders/Load orders.orch.yaml",
+                environment_name="Environment-1",
+                cron_expression="30 1 * * *",
+                cron_timezone="UTC",
+                next_run_at="2026-01-06T01:30:00Z",
+                schedule_enabled=False,
+            ),
+        ]
+    },
 )
 
 

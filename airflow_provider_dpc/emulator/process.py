@@ -290,6 +290,59 @@ class EmulatorProcess:
         result: dict[str, Any] = self._admin("PUT", f"/agents/{quote(agent_id, safe='')}", settings)
         return result
 
+    def run_pipeline(
+        self,
+        pipeline_name: str | None = None,
+        environment_name: str | None = None,
+        *,
+        schedule_id: str | None = None,
+        project_id: str | None = None,
+        outcome: str | None = None,
+        seconds: float | None = None,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """Make DPC run a published pipeline now, as its scheduler does (trigger ``SCHEDULE``): named
+        by a seeded schedule or by pipeline and environment; ``outcome`` (SUCCESS, FAILED, FORBIDDEN...)
+        and ``seconds`` override the seed's. Returns the execution as the executions list shows it."""
+        body = {
+            "pipelineName": pipeline_name,
+            "environmentName": environment_name,
+            "scheduleId": schedule_id,
+            "projectId": project_id,
+            "outcome": outcome,
+            "seconds": seconds,
+            "message": message,
+        }
+        result: dict[str, Any] = self._admin("POST", "/runs", {k: v for k, v in body.items() if v is not None})
+        return result
+
+    def run_every(
+        self,
+        schedule_id: str,
+        every_seconds: float,
+        *,
+        first_in_seconds: float | None = None,
+        outcome: str | None = None,
+        seconds: float | None = None,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """Make DPC run a seeded schedule's pipeline every ``every_seconds`` from now on."""
+        body = {
+            "everySeconds": every_seconds,
+            "firstInSeconds": first_in_seconds,
+            "outcome": outcome,
+            "seconds": seconds,
+            "message": message,
+        }
+        path = f"/schedules/{quote(schedule_id, safe='')}/interval"
+        result: dict[str, Any] = self._admin("PUT", path, {k: v for k, v in body.items() if v is not None})
+        return result
+
+    def stop_running(self, schedule_id: str) -> dict[str, Any]:
+        """Stop the interval runs of a schedule."""
+        result: dict[str, Any] = self._admin("DELETE", f"/schedules/{quote(schedule_id, safe='')}/interval")
+        return result
+
     def token(self) -> str:
         """A fresh access token from the token endpoint."""
         if self._http is None:

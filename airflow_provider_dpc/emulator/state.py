@@ -40,7 +40,7 @@ from typing import Any
 from airflow_provider_dpc.emulator.config import EmulatorConfig, PublishedPipelineSeed
 from airflow_provider_dpc.emulator.executions import ExecutionStore
 from airflow_provider_dpc.emulator.ratelimit import RateLimiter
-from airflow_provider_dpc.models import FieldError, PipelineCommand, PipelineStatus, same_pipeline
+from airflow_provider_dpc.models import FieldError, PipelineCommand, PipelineStatus, Schedule, same_pipeline
 
 __all__ = [
     "DIE_AFTER_KEY",
@@ -210,6 +210,22 @@ class EmulatorState:
 
     def environments(self, project_id: str) -> list[dict[str, Any]]:
         return [env.to_wire() for env in self.config.seed.environments.get(project_id, [])]
+
+    def schedules(self, project_id: str) -> list[Schedule]:
+        """The project's seeded schedules; one the emulator runs on an interval says when it runs next."""
+        found = []
+        for schedule in self.config.seed.schedules.get(project_id, []):
+            due = self.executions.next_run(schedule.schedule_id)
+            found.append(schedule if due is None else schedule.model_copy(update={"next_run_at": due}))
+        return found
+
+    def schedule(self, schedule_id: str) -> tuple[str, Schedule] | None:
+        """(project id, schedule) of a seeded schedule."""
+        for project_id, schedules in self.config.seed.schedules.items():
+            for schedule in schedules:
+                if schedule.schedule_id == schedule_id:
+                    return project_id, schedule
+        return None
 
     def published_pipelines(self, project_id: str) -> list[PublishedPipelineSeed]:
         return [p for p in self.config.seed.published_pipelines if p.project_id == project_id]

@@ -8,9 +8,11 @@ DPC allows an account 1,000 requests a minute and answers 429 beyond. Each hook 
 
 * the budget is a token bucket refilled at a little under ``requests_per_minute`` (a connection
   extra, the documented 1,000 by default), with a burst small enough that no rolling minute holds
-  more than the limit; a call that finds it empty waits its turn, so polls stretch rather than fail;
-* a 429 slows the whole process, as the AWS SDKs' adaptive retry mode does: every caller waits out
-  its ``Retry-After``, the refill rate drops to 70%, and it grows back along a cubic curve;
+  more than the limit; a call that finds it empty queues for its turn, so polls stretch rather
+  than fail;
+* a 429 slows the whole process, as the AWS SDKs' adaptive retry mode and TCP congestion control
+  do, so that several processes on one account (triggerers, workers' sensors) settle on shares of
+  the limit without talking to each other: see :class:`Budget`;
 * N waits on one pipeline cost one request per poll interval: a status read younger than the
   caller's interval, or one in flight, is handed to every caller, each judging it by its own goal.
 
@@ -21,6 +23,7 @@ a wait): a worker's sync calls and a triggerer's async ones in one process draw 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import weakref
@@ -37,74 +40,174 @@ DOCUMENTED_LIMIT = 1000.0
 REFILL_SHARE = 0.95
 #: Seconds of refill the bucket holds: 3 s at the full rate is 4.75% of a minute's limit.
 BURST_SECONDS = 3.0
-#: Adaptive retry's multiplicative decrease and the scale of its cubic recovery (AWS SDK values).
+#: A burst goes out at this many times the rate, not at once: when the account is full, only the
+#: few requests sent within one round trip meet a 429, not the whole burst.
+PEAK = 2.0
+#: The cut of a congestion event: the rate becomes this share of what the process was sending, or
+#: less when ``Retry-After`` says the account's minute was used up early (see :meth:`Budget.throttled`).
 BETA = 0.7
-CUBIC_SCALE = 0.4
+#: The window the API counts its limit over: the documented limit is per minute.
+WINDOW_SECONDS = 60.0
+#: Seconds the rate takes to grow back from a 70% cut to what it was, when that was the full rate
+#: (less when it was less: the cubic's shape, RFC 8312). CUBIC's own pace assumes the signal comes
+#: within a round trip; an overshoot of a rolling minute shows as a 429 only once that minute is
+#: spent, so the rate grows back over two of them, and the next event finds it little past its share.
+RECOVERY_SECONDS = 120.0
 #: Never slower than this many requests a second, so a long run of 429s cannot stall a process.
 MIN_RATE = 0.5
+#: A wait longer than this while the rate recovers is slept in halves, each re-evaluated.
+STEP_SECONDS = 1.0
+#: Seconds over which the process's own sending rate is measured (what a cut applies to).
+MEASURE_SECONDS = 5.0
 
 
 class Budget:
-    """One account's token bucket, shared by every caller of the process."""
+    """One account's token bucket, shared by every caller of the process.
+
+    A caller takes a numbered place (:meth:`take`) and sends when the refill reaches it
+    (:meth:`wait`); the bucket may go negative, the queue of places behind the tokens. A 429
+    (:meth:`throttled`) is a congestion event, handled so that processes sharing an account
+    converge on shares of its limit:
+
+    * **one cut per event**: the rate drops to 70% of what the process was sending (less after a
+      long ``Retry-After``). 429s of requests sent before that cut, or arriving while its
+      ``Retry-After`` holds, belong to the same event and cut nothing (a burst of 429s is one
+      signal, not twenty);
+    * **the block holds every request of the process**, those already given a moment to go
+      included: when their sleep ends they find the block and queue behind it, in their order;
+    * **no refill while blocked**, and the burst is gone: after the block the queue leaves at the
+      budget's rate, never all at once;
+    * **waits follow the rate**: a waiter's place is kept, not its moment; the moment is worked out
+      again when it wakes, and a long wait during a recovery is slept in steps, so it shortens as
+      the rate grows back (along a cubic curve, from the end of the block, to the rate before the
+      cut and on to the full rate).
+    """
 
     def __init__(self, requests_per_minute: float = DOCUMENTED_LIMIT, *, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()
+        self._set_limit(requests_per_minute)
+        self.rate = self.max_rate
+        now = clock()
+        self._tokens = self.capacity
+        self._paced = 1.0  # the burst's own bucket, refilled at PEAK x rate, holding one request
+        self._stamp = now
+        #: Places handed out so far; place n may go once ``_issued + _tokens >= n`` (and as much
+        #: of the burst's pacing, ``_paced``), and no block holds.
+        self._issued = 0
+        self._blocked_until = -math.inf
+        #: The last place handed out before the latest cut: a 429 of one up to it is that event's.
+        self._cut_place = 0
+        #: Recovery from the latest cut: when it starts (the block's end), toward which rate, how long.
+        self._recover_from = -math.inf
+        self._w_max = self.max_rate
+        self._k = 0.0
+        #: The process's own sending rate (places taken a second), measured over MEASURE_SECONDS.
+        self._sent_rate = self.max_rate
+        self._mark, self._mark_issued = now, 0
+        self.throttles = 0
+        self.cuts = 0
+
+    def _set_limit(self, requests_per_minute: float) -> None:
         self.requests_per_minute = requests_per_minute
         self.max_rate = max(MIN_RATE, requests_per_minute * REFILL_SHARE / 60.0)
         self.capacity = max(1.0, self.max_rate * BURST_SECONDS)
-        self.rate = self.max_rate
-        self._tokens = self.capacity
-        self._stamp = clock()
-        self._blocked_until = 0.0
-        self._throttled_at: float | None = None
-        self._rate_before_throttle = self.max_rate
-        self.throttles = 0
+        #: The cubic's scale: from BETA x max_rate back to max_rate in RECOVERY_SECONDS.
+        self._cubic = self.max_rate * (1 - BETA) / RECOVERY_SECONDS**3
 
-    def reserve(self) -> float:
-        """Take one request's place; returns the seconds to wait before sending it (0: at once).
-
-        The bucket may go negative: each caller queues behind those before it, at the current rate.
-        """
+    def take(self) -> tuple[int, float]:
+        """Take one request's place: ``(place, seconds to sleep before asking :meth:`wait` again)``,
+        0 seconds when it may be sent at once."""
         with self._lock:
             now = self._clock()
-            self._refill(now)
+            self._advance(now)
             self._tokens -= 1.0
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-            return max(wait, self._blocked_until - now)
+            self._paced -= 1.0
+            self._issued += 1
+            if self._tokens >= 0.0 and self._paced >= 0.0 and now >= self._blocked_until:
+                return self._issued, 0.0
+            return self._issued, self._wait(self._issued, now)
+
+    def wait(self, place: int) -> float:
+        """Seconds ``place`` is still to sleep (0: send now), worked out anew: a block begun, or the
+        rate changed, since it was last asked moves its moment."""
+        with self._lock:
+            now = self._clock()
+            self._advance(now)
+            return self._wait(place, now)
+
+    def _wait(self, place: int, now: float) -> float:
+        behind = place - self._issued  # places after this one's: 0 or less
+        ahead = max(behind - self._tokens, (behind - self._paced) / PEAK)  # in refills of the rate
+        blocked = max(0.0, self._blocked_until - now)
+        if ahead <= 1e-9:  # rounding's remainder: a wait shorter than the clock can tell
+            return blocked
+        wait = blocked + ahead / self.rate
+        if self.rate < self.max_rate and wait > STEP_SECONDS:
+            # The rate grows while this one sleeps: look again halfway, so the wait shortens with it.
+            return max(STEP_SECONDS, wait / 2)
+        return wait
 
     def limit_to(self, requests_per_minute: float) -> None:
         """Keep to a lower limit from now on (another connection of the account names it)."""
         with self._lock:
             if requests_per_minute >= self.requests_per_minute:
                 return
-            self.requests_per_minute = requests_per_minute
-            self.max_rate = max(MIN_RATE, requests_per_minute * REFILL_SHARE / 60.0)
-            self.capacity = max(1.0, self.max_rate * BURST_SECONDS)
+            self._set_limit(requests_per_minute)
             self.rate = min(self.rate, self.max_rate)
+            self._w_max = min(self._w_max, self.max_rate)
             self._tokens = min(self._tokens, self.capacity)
 
-    def throttled(self, retry_after: float | None) -> None:
-        """The API answered 429: hold every caller for ``retry_after`` and cut the rate (adaptive retry)."""
+    def throttled(self, retry_after: float | None, place: int | None = None) -> None:
+        """The API answered 429 to the request of ``place``: hold every caller for ``retry_after``
+        and, once per congestion event, cut the rate."""
         with self._lock:
             now = self._clock()
-            self._refill(now)
-            self._blocked_until = max(self._blocked_until, now + (1.0 if retry_after is None else retry_after))
-            self._rate_before_throttle = self.rate
-            self.rate = max(MIN_RATE, self.rate * BETA)
-            self._throttled_at = now
-            self._tokens = min(self._tokens, 0.0)  # the burst is gone: the server says we are over
+            self._advance(now)
             self.throttles += 1
+            self._tokens = min(self._tokens, 0.0)  # the burst is gone: the server says we are over
+            self._paced = min(self._paced, 0.0)
+            hold = 1.0 if retry_after is None else retry_after
+            same_event = now < self._blocked_until or (place is not None and place <= self._cut_place)
+            self._blocked_until = max(self._blocked_until, now + hold)
+            if same_event:
+                self._recover_from = max(self._recover_from, self._blocked_until)
+                return
+            self.cuts += 1
+            sent = min(self.rate, self._sent_rate)
+            # Held for B seconds means the account's minute was spent in 60 - B: every process cutting
+            # to that share brings the account to its limit at once (all starting together, say).
+            self._w_max = sent
+            self.rate = max(MIN_RATE, sent * min(BETA, max(0.0, 1 - hold / WINDOW_SECONDS)))
+            self._k = (max(0.0, self._w_max - self.rate) / self._cubic) ** (1 / 3)
+            self._recover_from = self._blocked_until
+            self._cut_place = self._issued
 
-    def _refill(self, now: float) -> None:
-        if self._throttled_at is not None and self.rate < self.max_rate:
-            # Cubic recovery towards the rate before the 429 and on to the maximum (CUBIC, RFC 8312).
-            w_max = self._rate_before_throttle
-            k = (w_max * (1 - BETA) / CUBIC_SCALE) ** (1 / 3)
-            t = now - self._throttled_at
-            self.rate = min(self.max_rate, max(self.rate, CUBIC_SCALE * (t - k) ** 3 + w_max))
-        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+    def _advance(self, now: float) -> None:
+        """Bring the rate and the tokens to ``now``: no refill while blocked, and the recovery's
+        cubic (RFC 8312) from the block's end. The common case, a full rate and no block, costs
+        a few comparisons: it runs on every request."""
+        since = self._stamp
+        if now <= since:
+            return
         self._stamp = now
+        if since < self._blocked_until:
+            if now <= self._blocked_until:
+                self._mark, self._mark_issued = now, self._issued  # a block's queue is not a rate
+                return
+            since = self._blocked_until
+        if now - self._mark >= MEASURE_SECONDS:
+            self._sent_rate = (self._sent_rate + (self._issued - self._mark_issued) / (now - self._mark)) / 2
+            self._mark, self._mark_issued = now, self._issued
+        rate = self.rate
+        if rate < self.max_rate and now > self._recover_from:
+            grown = self._cubic * (now - self._recover_from - self._k) ** 3 + self._w_max
+            grown = self.max_rate if grown > self.max_rate else rate if grown < rate else grown
+            self.rate, rate = grown, (rate + grown) / 2
+        refill = (now - since) * rate
+        tokens, paced = self._tokens + refill, self._paced + PEAK * refill
+        self._tokens = tokens if tokens < self.capacity else self.capacity
+        self._paced = paced if paced < 1.0 else 1.0
 
 
 class BudgetRegistry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
+from datetime import datetime
 from functools import cache, lru_cache, partial
 from typing import Any, Generic, TypeVar
 
@@ -26,11 +27,13 @@ from airflow_provider_dpc.models import (
     PipelineStatus,
     Project,
     PublishedPipeline,
+    Schedule,
     StreamingPipeline,
     StreamingPipelineDefinition,
     TokenPage,
     check_uuid,
     execution_details,
+    same_pipeline,
     unwrap_result,
 )
 from airflow_provider_dpc.status import ask_if_finished
@@ -187,6 +190,45 @@ def cancel_execution(project_id: str, execution_id: str, force: bool) -> Call[st
     return Call("PATCH", _execution_path(project_id, execution_id), _execution_id, json=body)
 
 
+def list_schedules(project_id: str, page: int, size: int) -> Call[Page[Schedule]]:
+    path = f"/v1/projects/{check_uuid(project_id, 'project_id')}/schedules"
+    return Call("GET", path, _parse_page(Schedule), params=_page_params(page, size))
+
+
+def _moment(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def execution_filters(
+    project_id: str | None = None,
+    *,
+    pipeline_name: str | None = None,
+    environment_name: str | None = None,
+    status: ExecutionStatus | str | None = None,
+    started_after: datetime | str | None = None,
+    started_before: datetime | str | None = None,
+    schedule_id: str | None = None,
+) -> dict[str, str]:
+    """The executions list's query: the filters given, ids checked, times in ISO 8601."""
+    filters = {
+        "projectId": check_uuid(project_id, "project_id") if project_id else None,
+        "pipelineName": pipeline_name,
+        "environmentName": environment_name,
+        "status": str(ExecutionStatus(status)) if status else None,
+        "startedAfter": _moment(started_after),
+        "startedBefore": _moment(started_before),
+        "scheduleId": check_uuid(schedule_id, "schedule_id") if schedule_id else None,
+    }
+    return {name: value for name, value in filters.items() if value}
+
+
+def of_pipeline(executions: list[PipelineExecution], pipeline_name: str | None) -> list[PipelineExecution]:
+    """The executions of the pipeline named: the API matches ``pipelineName`` partially and in any case."""
+    if not pipeline_name:
+        return executions
+    return [e for e in executions if same_pipeline(pipeline_name, e.pipeline_name)]
+
+
 def list_executions(filters: dict[str, str], limit: int, token: str | None) -> Call[TokenPage[PipelineExecution]]:
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
@@ -287,3 +329,20 @@ def read_execution(
             return PipelineExecution(pipeline_execution_id=execution_id, project_id=project_id, status=status)
     details: PipelineExecution = yield get_execution(project_id, execution_id)
     return details
+
+
+def all_executions(
+    filters: dict[str, str], pipeline_name: str | None, *, limit: int = MAX_PAGE_SIZE, max_pages: int | None = None
+) -> Plan[list[PipelineExecution]]:
+    """Every execution the list's filters find, following its ``more`` tokens (at most ``max_pages``
+    pages, newest first), those of the pipeline named only."""
+    found: list[PipelineExecution] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        page: TokenPage[PipelineExecution] = yield list_executions(filters, limit, token)
+        found += of_pipeline(page.results, pipeline_name)
+        pages += 1
+        if not page.more or (max_pages is not None and pages >= max_pages):
+            return found
+        token = page.more

@@ -54,11 +54,10 @@ from airflow_provider_dpc.models import (
     PipelineStatus,
     Project,
     PublishedPipeline,
+    Schedule,
     StreamingPipeline,
     StreamingPipelineDefinition,
-    check_uuid,
     pipeline_candidates,
-    same_pipeline,
     validate_definition,
     validate_execution_request,
 )
@@ -195,8 +194,14 @@ class DpcHook(_compat.BaseHook):
         while True:
             attempts.next_try()
             token = self._token(settings) if call.authenticated else None
-            if call.authenticated and self.keep_to_budget and (wait := self.budget(settings).reserve()) > 0:
-                time.sleep(wait)
+            place = None
+            if call.authenticated and self.keep_to_budget:
+                # Wait for this call's turn, looking again on waking: a 429 meanwhile holds it too.
+                budget = self.budget(settings)
+                place, wait = budget.take()
+                while wait > 0:
+                    time.sleep(wait)
+                    wait = budget.wait(place)
             try:
                 response = client.send(call.build(client, settings.base_url, token))
             except httpx.HTTPError as exc:
@@ -207,7 +212,7 @@ class DpcHook(_compat.BaseHook):
                 return outcome.value
             if isinstance(outcome, Fail):
                 raise outcome.error
-            self._before_retry(call, outcome, attempts, token)
+            self._before_retry(call, outcome, attempts, token, place)
             if not outcome.throttled:  # a throttled retry waits in the budget, with every other caller
                 time.sleep(outcome.delay)
 
@@ -220,8 +225,13 @@ class DpcHook(_compat.BaseHook):
         while True:
             attempts.next_try()
             token = await self._atoken(settings) if call.authenticated else None
-            if call.authenticated and self.keep_to_budget and (wait := self.budget(settings).reserve()) > 0:
-                await asyncio.sleep(wait)
+            place = None
+            if call.authenticated and self.keep_to_budget:
+                budget = self.budget(settings)
+                place, wait = budget.take()
+                while wait > 0:
+                    await asyncio.sleep(wait)
+                    wait = budget.wait(place)
             try:
                 response = await client.send(call, settings.base_url, token)
             except httpx.HTTPError as exc:
@@ -232,13 +242,15 @@ class DpcHook(_compat.BaseHook):
                 return outcome.value
             if isinstance(outcome, Fail):
                 raise outcome.error
-            self._before_retry(call, outcome, attempts, token)
+            self._before_retry(call, outcome, attempts, token, place)
             if not outcome.throttled:
                 await asyncio.sleep(outcome.delay)
 
-    def _before_retry(self, call: Call[Any], retry: Retry, attempts: Attempts, token: str | None) -> None:
+    def _before_retry(
+        self, call: Call[Any], retry: Retry, attempts: Attempts, token: str | None, place: int | None
+    ) -> None:
         if retry.throttled:
-            self.budget(self.settings).throttled(retry.delay)
+            self.budget(self.settings).throttled(retry.delay, place)
         if retry.refresh_token:
             log.info("%s %s: token refused, fetching a new one", call.method, call.path)
             TOKENS.invalidate(self.settings.token_key, token)
@@ -616,6 +628,8 @@ class DpcHook(_compat.BaseHook):
         environment_name: str | None = None,
         status: ExecutionStatus | str | None = None,
         started_after: datetime | str | None = None,
+        started_before: datetime | str | None = None,
+        schedule_id: str | None = None,
         page_size: int = _calls.MAX_PAGE_SIZE,
     ) -> Iterator[PipelineExecution]:
         """The account's executions, newest first, filtered as given; pages are fetched as needed.
@@ -623,25 +637,66 @@ class DpcHook(_compat.BaseHook):
         The API matches ``pipeline_name`` partially and in any case ("Pipeline 1" finds "Pipeline 10"
         too) and answers with file paths (``folder/load.orch.yaml``), so only the executions of the
         pipeline named, by :func:`~airflow_provider_dpc.models.same_pipeline`, are yielded.
+        ``schedule_id`` keeps those a DPC schedule started (see :meth:`list_schedules`).
         """
-        filters = {
-            "projectId": check_uuid(project_id, "project_id") if project_id else None,
-            "pipelineName": pipeline_name,
-            "environmentName": environment_name,
-            "status": str(ExecutionStatus(status)) if status else None,
-            "startedAfter": started_after.isoformat() if isinstance(started_after, datetime) else started_after,
-        }
-        params = {name: value for name, value in filters.items() if value}
+        params = _calls.execution_filters(
+            project_id,
+            pipeline_name=pipeline_name,
+            environment_name=environment_name,
+            status=status,
+            started_after=started_after,
+            started_before=started_before,
+            schedule_id=schedule_id,
+        )
         token: str | None = None
         while True:
             page = self.run(_calls.list_executions(params, page_size, token))
-            if pipeline_name:
-                yield from (e for e in page.results if same_pipeline(pipeline_name, e.pipeline_name))
-            else:
-                yield from page.results
+            yield from _calls.of_pipeline(page.results, pipeline_name)
             if not page.more:
                 return
             token = page.more
+
+    def list_pipeline_executions(
+        self,
+        project_id: str,
+        *,
+        pipeline_name: str,
+        environment_name: str,
+        started_after: datetime | str | None = None,
+        max_pages: int | None = None,
+    ) -> list[PipelineExecution]:
+        """Every execution of a pipeline in an environment started after ``started_after``, newest
+        first, as a wait on the pipeline's runs reads them (every page, or the first ``max_pages``)."""
+        filters = _calls.execution_filters(
+            project_id, pipeline_name=pipeline_name, environment_name=environment_name, started_after=started_after
+        )
+        return self._follow(_calls.all_executions(filters, pipeline_name, max_pages=max_pages))
+
+    async def alist_pipeline_executions(
+        self,
+        project_id: str,
+        *,
+        pipeline_name: str,
+        environment_name: str,
+        started_after: datetime | str | None = None,
+        max_pages: int | None = None,
+        max_age: float = 0.0,
+    ) -> list[PipelineExecution]:
+        """Async twin of :meth:`list_pipeline_executions`. Callers of the event loop asking the same
+        list share one read, and one answered less than ``max_age`` seconds ago (as
+        :meth:`aget_status`): many waits on one pipeline cost one list read per interval."""
+        filters = _calls.execution_filters(
+            project_id, pipeline_name=pipeline_name, environment_name=environment_name, started_after=started_after
+        )
+        key = ("executions", tuple(sorted(filters.items())), max_pages)
+        plan = functools.partial(_calls.all_executions, filters, pipeline_name, max_pages=max_pages)
+        return await self._shared(key, lambda: self._afollow(plan()), max_age)
+
+    # ---- DPC's own schedules -------------------------------------------------------------------
+
+    def list_schedules(self, project_id: str) -> list[Schedule]:
+        """The project's DPC schedules: which published pipeline DPC's scheduler runs, where and when."""
+        return list(self._pages(lambda page, size: _calls.list_schedules(project_id, page, size)))
 
     def find_running_execution(
         self, project_id: str, pipeline_name: str, environment_name: str, execution_tag: str | None = None

@@ -87,11 +87,13 @@ class DpcStatusTrigger(BaseTrigger):
     def hook(self) -> DpcHook:
         return DpcHook(self.dpc_conn_id, retry_policy=self.retry_policy)
 
-    async def read(self, hook: DpcHook) -> Reading | Status:
+    async def read(self, hook: DpcHook, watch: StatusWatch) -> Reading | Status:
+        """One read of the watched resource, for ``watch`` to observe."""
         raise NotImplementedError
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = StatusWatch(
+    def make_watch(self) -> StatusWatch:
+        """The watch the task handed over, rebuilt from the kwargs."""
+        return StatusWatch(
             self.goal,
             self.project_id,
             self.resource_id,
@@ -99,10 +101,13 @@ class DpcStatusTrigger(BaseTrigger):
             deadline=self.deadline,
             history=self.history,
         )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        watch = self.make_watch()
         try:
             async with self.hook() as hook:
                 while True:
-                    reading = await self.read(hook)
+                    reading = await self.read(hook, watch)
                     now = time.time()
                     result = watch.observe(reading, now)
                     if result is not None:

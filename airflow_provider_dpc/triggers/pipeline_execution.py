@@ -1,15 +1,29 @@
-"""Deferrable wait on an orchestration pipeline execution, run by Airflow's triggerer."""
+"""Deferrable waits on orchestration pipeline executions, run by Airflow's triggerer."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from airflow.triggers.base import TriggerEvent
+
+from airflow_provider_dpc._compat import find_or_none
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks.dpc import DpcHook
-from airflow_provider_dpc.status import Reading
+from airflow_provider_dpc.models import ExecutionStatus, check_uuid, parse_time
+from airflow_provider_dpc.status import (
+    NewEndings,
+    PipelineRunsWatch,
+    Reading,
+    StatusKind,
+    StatusWatch,
+    execution_event,
+)
+from airflow_provider_dpc.status import statuses as normalised
 from airflow_provider_dpc.triggers._status import DpcStatusTrigger
 
-__all__ = ["DpcPipelineExecutionTrigger"]
+__all__ = ["DpcNextPipelineExecutionTrigger", "DpcPipelineExecutionTrigger"]
 
 
 class DpcPipelineExecutionTrigger(DpcStatusTrigger):
@@ -37,7 +51,7 @@ class DpcPipelineExecutionTrigger(DpcStatusTrigger):
     def extra_kwargs(self) -> dict[str, Any]:
         return {"cancel_on_kill": self.cancel_on_kill}
 
-    async def read(self, hook: DpcHook) -> Reading:
+    async def read(self, hook: DpcHook, watch: StatusWatch) -> Reading:
         found = await hook.aread_pipeline_execution(self.project_id, self.resource_id, max_age=self.poll_interval)
         return Reading.of(found)
 
@@ -51,3 +65,173 @@ class DpcPipelineExecutionTrigger(DpcStatusTrigger):
             self.log.warning("could not cancel execution %s of the killed task: %s", self.resource_id, exc)
             return
         self.log.info("cancelled execution %s of the killed task", self.resource_id)
+
+
+class DpcNextPipelineExecutionTrigger(DpcStatusTrigger):
+    """Reads a pipeline's executions (the account's executions list) until one that started after
+    ``started_after`` has succeeded, or failed the wait, or the deadline passes: the deferred wait
+    of :class:`~airflow_provider_dpc.sensors.pipeline_execution.DpcPipelineExecutionSensor` given a
+    pipeline's name. The list is judged by :class:`~airflow_provider_dpc.status.PipelineRunsWatch`,
+    as a poke judges it; waits of one triggerer on the same pipeline, environment and moment share
+    one list read per poll interval.
+
+    See :class:`~airflow_provider_dpc.triggers._status.DpcStatusTrigger` for the other kwargs; the
+    watched id is ``pipeline_name``. ``fail_on_failure`` is the goal's: failure statuses, or none.
+
+    :param environment_name: the environment the pipeline runs in.
+    :param started_after: ISO 8601; only executions that started after it count.
+    """
+
+    id_field = "pipeline_name"
+
+    def __init__(self, *, pipeline_name: str, environment_name: str, started_after: str, **kwargs: Any) -> None:
+        super().__init__(resource_id=pipeline_name, **kwargs)
+        moment = parse_time(started_after)
+        if moment is None:
+            raise ValueError(f"started_after must be an ISO 8601 date and time, got {started_after!r}")
+        self.environment_name = environment_name
+        self.started_after = moment
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.resource_id
+
+    def extra_kwargs(self) -> dict[str, Any]:
+        return {"environment_name": self.environment_name, "started_after": self.started_after.isoformat()}
+
+    def make_watch(self) -> PipelineRunsWatch:
+        return PipelineRunsWatch(
+            self.goal,
+            self.project_id,
+            self.pipeline_name,
+            environment_name=self.environment_name,
+            started_after=self.started_after,
+            started_at=self.started_at,
+            deadline=self.deadline,
+            history=self.history,
+            log=self.log,
+        )
+
+    async def read(self, hook: DpcHook, watch: StatusWatch) -> Reading:
+        assert isinstance(watch, PipelineRunsWatch)
+        found = await hook.alist_pipeline_executions(
+            self.project_id,
+            pipeline_name=self.pipeline_name,
+            environment_name=self.environment_name,
+            started_after=self.started_after,
+            max_age=self.poll_interval,
+        )
+        return watch.judge(found)
+
+
+_BaseEventTrigger: Any = find_or_none("BaseEventTrigger", "airflow.triggers.base")
+#: Statuses an execution never ends with: a watch for them would never fire.
+_NOT_ENDING = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING})
+
+
+def _event_trigger_class() -> type:
+    """The event trigger, where Airflow has asset watchers (3.0+)."""
+
+    class DpcPipelineExecutionEventTrigger(_BaseEventTrigger):
+        """Fires once per execution of a published pipeline that ends with one of ``statuses``
+        (SUCCESS by default), for Airflow 3's asset watchers: ``AssetWatcher(name=...,
+        trigger=DpcPipelineExecutionEventTrigger(...))`` on ``pipeline_runs_uri(project, name)``.
+
+        Whoever started the execution (DPC's own scheduler, a user in DPC, another DAG) it counts,
+        by the pipeline name rule (``Pipeline 1`` is never ``Pipeline 10``). It reads the account's
+        executions list once per ``poll_interval``; its first read is its starting point, so an
+        execution that ended before the watcher started (or started again, after a triggerer
+        restart) never fires, and one under way then fires when it ends. Never twice for one
+        execution. The event's payload: ``project_id``, ``pipeline_name``, ``environment_name``,
+        ``pipeline_execution_id``, ``status``, ``started_at``, ``finished_at`` (as DPC wrote them)
+        and ``message``. Its kwargs are flat (strings, a list, a number: Airflow 3.2 hands an asset
+        watcher's nested kwargs to the trigger still encoded), always in the same form, so Airflow
+        identifies the watcher by them, and never a secret. A read error is logged and the watch
+        goes on.
+        """
+
+        def __init__(
+            self,
+            dpc_conn_id: str,
+            project_id: str,
+            pipeline_name: str,
+            environment_name: str,
+            statuses: Iterable[str] = ("SUCCESS",),
+            poll_interval: float = 60.0,
+        ) -> None:
+            super().__init__()
+            self.dpc_conn_id = dpc_conn_id
+            self.project_id = check_uuid(project_id, "project_id")
+            for field, value in (("pipeline_name", pipeline_name), ("environment_name", environment_name)):
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError(f"{field} must be a non-empty string, got {value!r}")
+            self.pipeline_name = pipeline_name
+            self.environment_name = environment_name
+            found = set(normalised(statuses, StatusKind.PIPELINE_EXECUTION))
+            if not found or found & _NOT_ENDING:
+                raise ValueError(
+                    f"statuses must name statuses an execution ends with (SUCCESS, FAILED, ...), got {sorted(found)}"
+                )
+            # Sorted and upper case, so the same watch always serializes alike (Airflow hashes it).
+            self.statuses = sorted(str(status) for status in found)
+            self.poll_interval = float(poll_interval)
+            if self.poll_interval <= 0:
+                raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+
+        def serialize(self) -> tuple[str, dict[str, Any]]:
+            return (
+                f"{type(self).__module__}.DpcPipelineExecutionEventTrigger",
+                {
+                    "dpc_conn_id": self.dpc_conn_id,
+                    "project_id": self.project_id,
+                    "pipeline_name": self.pipeline_name,
+                    "environment_name": self.environment_name,
+                    "statuses": list(self.statuses),
+                    "poll_interval": self.poll_interval,
+                },
+            )
+
+        async def run(self) -> AsyncIterator[TriggerEvent]:
+            endings = NewEndings(self.pipeline_name, self.environment_name, self.statuses)
+            async with DpcHook(self.dpc_conn_id) as hook:
+                while True:
+                    try:
+                        found = await hook.alist_pipeline_executions(
+                            self.project_id,
+                            pipeline_name=self.pipeline_name,
+                            environment_name=self.environment_name,
+                            started_after=endings.started_after,
+                            max_pages=1 if endings.started_after is None else None,  # the newest first
+                            max_age=self.poll_interval,
+                        )
+                        ended = endings.observe(found)
+                    except DpcError as exc:
+                        self.log.warning("DPC pipeline %r: executions not read (%s)", self.pipeline_name, exc)
+                    else:
+                        for execution in ended:
+                            self.log.info(
+                                "DPC pipeline %r: execution %s ended %s",
+                                self.pipeline_name,
+                                execution.pipeline_execution_id,
+                                execution.status,
+                            )
+                            yield TriggerEvent(
+                                execution_event(self.project_id, self.pipeline_name, self.environment_name, execution)
+                            )
+                    await asyncio.sleep(self.poll_interval)
+
+    return DpcPipelineExecutionEventTrigger
+
+
+if _BaseEventTrigger is not None:
+    DpcPipelineExecutionEventTrigger = _event_trigger_class()
+    __all__ += ["DpcPipelineExecutionEventTrigger"]
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "DpcPipelineExecutionEventTrigger":
+            raise ImportError(
+                "DpcPipelineExecutionEventTrigger needs Airflow 3's asset watchers (BaseEventTrigger); "
+                "this Airflow has none"
+            )
+        raise AttributeError(name)

@@ -13,7 +13,7 @@ from airflow_provider_dpc._compat import find_or_none
 from airflow_provider_dpc.exceptions import DpcError, DpcNotFoundError
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import check_uuid
-from airflow_provider_dpc.status import Status
+from airflow_provider_dpc.status import Status, StatusWatch
 from airflow_provider_dpc.status import statuses as normalised
 from airflow_provider_dpc.triggers._status import DpcStatusTrigger
 
@@ -35,7 +35,7 @@ class DpcStreamingPipelineTrigger(DpcStatusTrigger):
     def pipeline_id(self) -> str:
         return self.resource_id
 
-    async def read(self, hook: DpcHook) -> Status:
+    async def read(self, hook: DpcHook, watch: StatusWatch) -> Status:
         return await hook.aget_status(self.project_id, self.resource_id, max_age=self.poll_interval)
 
 

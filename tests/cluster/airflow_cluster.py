@@ -115,6 +115,7 @@ class AirflowCluster:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.runs: list[tuple[str, str]] = []  # (dag_id, run_id) of every run triggered
         self._starts: dict[str, int] = {}
+        self._unpaused: set[str] = set()
         self._http = httpx.Client(base_url=self.base_url + "/api/v2", timeout=30.0)
 
     # Configuration
@@ -364,8 +365,16 @@ class AirflowCluster:
         return output
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call the public REST API (``/api/v2`` + ``path``); returns the JSON body, raises on errors."""
-        response = self._http.request(method, path, **kwargs)
+        """Call the public REST API (``/api/v2`` + ``path``); returns the JSON body, raises on errors.
+
+        A "Database error" (SQLite locked by the scheduler's writes on a busy machine) is asked
+        again, up to three times a second apart: the deployment's database is not what is tested.
+        """
+        for _ in range(3):
+            response = self._http.request(method, path, **kwargs)
+            if not (response.status_code == 500 and "Database error" in response.text):
+                break
+            time.sleep(1.0)
         if response.is_error:
             raise self._fail(f"{method} /api/v2{path} answered {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None
@@ -425,6 +434,12 @@ class AirflowCluster:
 
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        self._unpaused.add(dag_id)
+
+    def pause_all(self) -> None:
+        """Pause every DAG a test unpaused, so an asset watcher's events start no run after it."""
+        while self._unpaused:
+            self.api("PATCH", f"/dags/{self._unpaused.pop()}", json={"is_paused": True})
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
         """Trigger a manual run with ``conf``; returns its run id."""

@@ -30,16 +30,23 @@ HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test of this folder is a ``scheduler`` test, and needs Airflow 3's components."""
+    """Every test of this folder is a ``scheduler`` test, needs Airflow 3's components, and runs
+    after every other test of the session.
+
+    Last, because the deployment lives until the session ends and keeps working in the background
+    (an asset watcher polls its pipeline in the triggerer): no test outside this folder may find
+    its requests in the shared emulator's counts or its rate limit.
+    """
     skip = pytest.mark.skipif(
         find_spec("airflow.api_fastapi") is None,
         reason=f"the cluster runs Airflow 3's API server and Task Execution API, which Airflow "
         f"{version('apache-airflow')} does not have",
     )
-    for item in items:
-        if HERE in item.path.parents:
-            item.add_marker(pytest.mark.scheduler)
-            item.add_marker(skip)
+    cluster = [item for item in items if HERE in item.path.parents]
+    for item in cluster:
+        item.add_marker(pytest.mark.scheduler)
+        item.add_marker(skip)
+    items[:] = [item for item in items if HERE not in item.path.parents] + cluster
 
 
 class _LogsOnFailure:
@@ -86,7 +93,8 @@ def airflow_cluster(emulator: Any, request: pytest.FixtureRequest) -> Iterator[A
 def airflow(airflow_cluster: AirflowCluster, fresh_emulator: Any, conn_env: Any) -> Iterator[AirflowCluster]:
     """The session's cluster, all components up, with a freshly reset emulator.
 
-    Afterwards any run still going is failed, so it cannot act on the emulator during the next test.
+    Afterwards every DAG the test unpaused is paused again and any run still going is failed, so
+    nothing of it acts on the emulator during the next test.
     """
     conn_env("matillion_dpc_default")  # for DpcHook calls in this process
     stopped = [name for name in COMPONENTS if not airflow_cluster.running(name)]
@@ -95,4 +103,5 @@ def airflow(airflow_cluster: AirflowCluster, fresh_emulator: Any, conn_env: Any)
     if stopped:
         airflow_cluster.wait_healthy()
     yield airflow_cluster
+    airflow_cluster.pause_all()
     airflow_cluster.fail_unfinished_runs()

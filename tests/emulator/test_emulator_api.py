@@ -431,11 +431,13 @@ def test_api_needs_a_valid_bearer_token(fresh_emulator: EmulatorProcess, headers
 
 
 def test_tokens_expire_after_their_ttl(fresh_emulator: EmulatorProcess) -> None:
-    fresh_emulator.configure(token_ttl=0.3)
+    # A TTL far longer than one request takes on a busy machine, and a sleep past it.
+    fresh_emulator.configure(token_ttl=2.0)
+    issued = time.monotonic()
     token = fresh_emulator.token()
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{fresh_emulator.base_url}/v1/projects", headers=headers).status_code == 200
-    time.sleep(0.4)
+    time.sleep(max(0.0, issued + 2.3 - time.monotonic()))
     expired = httpx.get(f"{fresh_emulator.base_url}/v1/projects", headers=headers)
     assert expired.status_code == 401
     assert "expired" in expired.json()["detail"]
@@ -701,6 +703,7 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
         pipeline + "/commands": ["post"],
         pipeline + "/status": ["get"],
         project + "/published-pipelines": ["get"],
+        project + "/schedules": ["get"],
         project + "/pipeline-executions": ["post"],
         execution: ["get", "patch"],
         execution + "/status": ["get"],
@@ -767,6 +770,44 @@ def test_bad_settings_and_seeds_are_refused(tmp_path: Any) -> None:
         load_seed({"projects": [{"id": "p1", "name": "P"}]})
     with pytest.raises(ConfigError, match="cannot read seed file"):
         load_seed(tmp_path / "missing.json")
+
+
+async def test_the_documented_seeds_schedules_are_served_and_run_on_an_interval() -> None:
+    """The ``schedules`` of the seed file docs/emulator.md shows, with a clock the test moves."""
+    page = (ROOT / "docs" / "emulator.md").read_text(encoding="utf-8")
+    documented = json.loads(page.split("```json\n", 1)[1].split("```", 1)[0])
+    seed = load_seed({**documented, "projects": [{"id": PROJECT_ID, "name": "P"}]})
+    (schedule,) = seed.schedules[PROJECT_ID]
+    assert (schedule.name, schedule.pipeline_name, schedule.schedule_enabled) == (
+        "Nightly load at two",
+        "Nightly load",
+        True,
+    )
+    with pytest.raises(ConfigError, match="scheduleId must be a UUID"):
+        load_seed({"schedules": {PROJECT_ID: [{**schedule.to_wire(), "scheduleId": "nightly"}]}})
+    now = [1000.0]
+    app = create_app(EmulatorConfig(seed=seed), clock=lambda: now[0])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emulator") as client:
+        form = {"grant_type": "client_credentials", "client_id": "dpc-emulator-client",
+                "client_secret": "dpc-emulator-secret", "audience": "https://api.matillion.com"}  # fmt: skip
+        token = (await client.post("/oauth/dpc/token", data=form)).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        listed = (await client.get(f"/dpc/v1/projects/{PROJECT_ID}/schedules", headers=headers)).json()
+        assert (listed["total"], listed["results"][0]["scheduleId"]) == (1, schedule.schedule_id)
+        interval = f"/_emulator/schedules/{schedule.schedule_id}/interval"
+        answer = await client.put(interval, json={"everySeconds": 60, "outcome": "SUCCESS", "seconds": 1})
+        assert answer.json()["everySeconds"] == 60
+        now[0] += 150  # two runs were due meanwhile, each started at its due time
+        runs = (await client.get("/dpc/v1/pipeline-executions", headers=headers)).json()["results"]
+        assert [(r["trigger"], r["scheduleId"], r["status"]) for r in runs] == [
+            ("SCHEDULE", schedule.schedule_id, "SUCCESS")
+        ] * 2
+        assert runs[0]["startedAt"] > runs[1]["startedAt"]
+        await client.delete(interval)
+        now[0] += 600
+        assert len((await client.get("/dpc/v1/pipeline-executions", headers=headers)).json()["results"]) == 2
+        bad = await client.put(interval, json={"everySeconds": 0})
+        assert bad.status_code == 400
 
 
 async def test_create_app_serves_in_process(guide: Guide) -> None:
