@@ -37,7 +37,7 @@ every_marker = $(if $(filter $(1),$(OLDEST_LINE)),every_line,every_line and not 
 # pyenv's 3.13 when there is one (its shim answers only for the global version), else PATH's.
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 
-.PHONY: install demo test check lint typecheck test-newest test-lines test-py313 constraints clean \
+.PHONY: install demo test check lint typecheck test-newest test-lines test-py313 constraints clean browser-deps \
 	$(addprefix test-airflow-,$(AIRFLOW_LINES))
 
 $(UV):
@@ -81,9 +81,16 @@ typecheck: install
 check: lint typecheck
 	$(VENV)/bin/python -m pytest -q -m "not scheduler and not edge_lines and not slow" $(PYTEST_ARGS)
 
-# The newest line: the whole suite.
-test-newest: install
+# The newest line: the whole suite, the browser test (tests/browser) included.
+test-newest: install browser-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The browser test drives Debian's Chromium (never a browser Playwright would download): installed
+# here with apt-get where it is missing and this user may; otherwise the test is skipped, saying so.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium is not installed and cannot be installed here: the browser test will be skipped"
 
 # Every other line: the tests marked `every_line` (see README, "Airflow release lines").
 $(addprefix test-airflow-,$(OLDER_LINES)): test-airflow-%: .venv-airflow-%/.installed
@@ -115,7 +122,7 @@ constraints/airflow-%.txt:
 		--python-version 3.11 --exclude-newer $(RESOLVED_$*) --custom-compile-command "make constraints" -o $@
 
 clean:
-	rm -rf $(VENV) .venv-airflow-* .venv-py3.13 .venv-wheel dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-airflow-* .venv-py3.13 .venv-wheel dist .pytest_cache .mypy_cache .ruff_cache test-artifacts
 
 # Further targets (benchmarks, reliability runs) live beside this file, one topic a file.
 -include mk/*.mk

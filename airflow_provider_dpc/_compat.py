@@ -18,7 +18,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # mypy reads the newest Airflow's names
-    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, Context, conf
+    from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, BaseSensorOperator, Context, Param, conf
     from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
     from airflow.sdk.log import mask_secret
 
@@ -30,6 +30,7 @@ __all__ = [
     "BaseOperatorLink",
     "BaseSensorOperator",
     "Context",
+    "Param",
     "aextra_dejson",
     "aget_connection",
     "amask_secret",
@@ -47,6 +48,7 @@ _PLACES: dict[str, tuple[str, ...]] = {
     "BaseOperatorLink": ("airflow.sdk", "airflow.models.baseoperatorlink"),
     "BaseSensorOperator": ("airflow.sdk", "airflow.sensors.base"),
     "Context": ("airflow.sdk", "airflow.utils.context"),
+    "Param": ("airflow.sdk", "airflow.models.param"),
     "conf": ("airflow.sdk", "airflow.configuration"),
     "mask_secret": ("airflow.sdk.log", "airflow.utils.log.secrets_masker"),
     "AirflowSkipException": ("airflow.sdk.exceptions", "airflow.exceptions"),
@@ -74,6 +76,7 @@ if not TYPE_CHECKING:
     BaseOperatorLink = find("BaseOperatorLink", *_PLACES["BaseOperatorLink"])
     BaseSensorOperator = find("BaseSensorOperator", *_PLACES["BaseSensorOperator"])
     Context = find("Context", *_PLACES["Context"])
+    Param = find("Param", *_PLACES["Param"])
     conf = find("conf", *_PLACES["conf"])
     mask_secret = find("mask_secret", *_PLACES["mask_secret"])
     AirflowSkipException = find("AirflowSkipException", *_PLACES["AirflowSkipException"])

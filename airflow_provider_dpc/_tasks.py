@@ -16,7 +16,15 @@ from airflow_provider_dpc.hooks._retry import RetryPolicy
 if TYPE_CHECKING:
     from airflow_provider_dpc.hooks.dpc import DpcHook
 
-__all__ = ["PIPELINE_FIELDS", "PROJECT_FIELDS", "PipelineTaskMixin", "ProjectTaskMixin", "check_wait_arguments"]
+__all__ = [
+    "PIPELINE_FIELDS",
+    "PROJECT_FIELDS",
+    "PipelineTaskMixin",
+    "ProjectTaskMixin",
+    "as_flag",
+    "check_flag",
+    "check_wait_arguments",
+]
 
 PROJECT_FIELDS = ("project_id", "project_name")
 PIPELINE_FIELDS = (*PROJECT_FIELDS, "pipeline_id", "pipeline_name")
@@ -28,6 +36,30 @@ def check_wait_arguments(poll_interval: float, timeout: float | None) -> None:
         raise ValueError(f"poll_interval must be positive, got {poll_interval}")
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive or None, got {timeout}")
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def as_flag(value: bool | str, field: str) -> bool:
+    """A yes/no setting that a template may give: a bool, or the text a template renders one to
+    (``"True"``, ``"false"``, ``"1"``...), any case."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise DpcValidationError(
+        f"{field} must be true or false, got {value!r}", errors=[FieldError(field, "must be true or false")]
+    )
+
+
+def check_flag(value: bool | str, field: str) -> bool | str:
+    """``value`` as a bool when the DAG is parsed, or the template it is until the task renders it."""
+    if isinstance(value, str) and "{{" in value:
+        return value
+    return as_flag(value, field)
 
 
 class ProjectTaskMixin:

@@ -27,7 +27,7 @@ PLACEHOLDERS = {
     "region": f"{DEFAULT_REGION}, us1 or au1 (default {DEFAULT_REGION})",
     "account_id": "optional: your DPC account ID, sent as the account-id header",
     "token": "optional: a ready bearer token, used instead of client ID and secret",
-    "token_url": DEFAULT_TOKEN_URL,
+    "oauth_url": DEFAULT_TOKEN_URL,
     "audience": DEFAULT_AUDIENCE,
     "app_url": DEFAULT_APP_URL,
     "pipeline_url_template": "{app_url}/projects/{project_id}/...{pipeline_id}",
@@ -36,13 +36,16 @@ PLACEHOLDERS = {
 }
 
 # Extra fields: name -> (label, description, JSON schema). Airflow 3's form shows a schema's
-# ``examples`` as suggestions; Airflow 2.11's shows the placeholders above.
+# ``examples`` as suggestions; Airflow 2.11's shows the placeholders above. No field has a text
+# default: the form saves a default into the extra, and Airflow 3 hands every text value of the
+# extra to its secrets masker, which warns "Skipping masking for a secret as it's too short" at the
+# top of every task and trigger log for one as short as a region; an empty field means the default.
 EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "region": (
         "Region",
-        f"Region of your DPC account: {DEFAULT_REGION} (Europe, the default), us1 (US) or au1 (Australia). "
-        "Picks the API base URL when that is empty.",
-        {"type": ["string", "null"], "default": DEFAULT_REGION, "examples": [DEFAULT_REGION, "us1", "au1"]},
+        f"Region of your DPC account: {DEFAULT_REGION} (Europe, the default when empty), us1 (US) or au1 "
+        "(Australia). Picks the API base URL when that is empty.",
+        {"type": ["string", "null"], "examples": [DEFAULT_REGION, "us1", "au1"]},
     ),
     "account_id": (
         "Account ID",
@@ -55,9 +58,10 @@ EXTRA_FIELDS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "secret; it is not refreshed, so it fails once it expires.",
         {"type": ["string", "null"], "format": "password"},
     ),
-    "token_url": (
+    "oauth_url": (
         "Token URL",
-        f"OAuth2 token endpoint; leave empty for {DEFAULT_TOKEN_URL}.",
+        f"OAuth2 token endpoint; leave empty for {DEFAULT_TOKEN_URL}. (Its key is oauth_url, not token_url: "
+        "Airflow hides the value of every extra whose key holds 'token'.)",
         {"type": ["string", "null"]},
     ),
     "audience": (

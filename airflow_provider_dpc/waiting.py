@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_dpc._tasks import ProjectTaskMixin
+from airflow_provider_dpc._tasks import ProjectTaskMixin, as_flag
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.status import PipelineRunsWatch, Reading, Status, StatusKind, StatusWatch, WaitResult
 
@@ -74,10 +74,17 @@ class WaitingMixin(ProjectTaskMixin):
     """A task of a project that waits for a status: polled here, or deferred to the triggerer.
 
     Needs ``deferrable`` and, from the operator or sensor base class, Airflow's ``defer``.
+    ``deferrable`` is a template field, so a DAG can let its trigger form choose
+    (``deferrable="{{ params.deferrable }}"``): it is read as a bool when the task runs.
     """
 
-    deferrable: bool
+    deferrable: bool | str
     defer: Callable[..., Any]
+
+    @property
+    def defers(self) -> bool:
+        """Whether this task waits in the triggerer: ``deferrable``, rendered and read as a bool."""
+        return as_flag(self.deferrable, "deferrable")
 
     def wait(
         self,
@@ -96,9 +103,10 @@ class WaitingMixin(ProjectTaskMixin):
         its cause. ``carry`` comes back as the result's ``carry`` either way. ``read_first`` reads
         once before deferring, where a wait may be over already (a trip through the triggerer saved).
         """
-        result = self.read_status(watch) if self.deferrable and read_first else None
+        defers = self.defers
+        result = self.read_status(watch) if defers and read_first else None
         if result is None:
-            if self.deferrable:
+            if defers:
                 self.defer(trigger=self.status_trigger(watch, interval, carry), method_name=method)
             result = self.poll_status(watch, interval)
         result.carry = None if carry is None else dict(carry)

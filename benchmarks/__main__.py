@@ -152,7 +152,7 @@ def _against_emulator(sizes: Sizes, results: dict[str, Any], say: Any) -> None:
         # The emulator runs without a rate limit here: the budget never makes a call wait.
         unlimited = {
             **emulator.connection_fields(),
-            "extra": {"token_url": emulator.token_url, "requests_per_minute": 10**9},
+            "extra": {"oauth_url": emulator.token_url, "requests_per_minute": 10**9},
         }
         env = {
             f"AIRFLOW_CONN_{DPC_CONN_ID.upper()}": json.dumps(unlimited),

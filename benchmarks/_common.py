@@ -184,7 +184,7 @@ def dpc_connection(origin: str, **extra: Any) -> str:
             "host": f"{origin}/dpc",
             "login": CLIENT_ID,
             "password": CLIENT_SECRET,
-            "extra": {"token_url": f"{origin}/oauth/dpc/token", **extra},
+            "extra": {"oauth_url": f"{origin}/oauth/dpc/token", **extra},
         }
     )
 

@@ -1,8 +1,9 @@
 """Quickstart: create a streaming pipeline, start it and wait until it streams, use it, stop, delete.
 
 The definition is the guide's SQL Server -> Snowflake example in ``streaming-pipeline.json``, a
-templated file (its name comes from ``params``). Set ``DPC_PROJECT_ID`` to your project, and
-``DPC_DEFERRABLE=true`` to wait in the triggerer instead of a worker slot.
+templated file (its name comes from ``params``); a pipeline of that name is reused. Set
+``DPC_PROJECT_ID`` to your project. The ``deferrable`` param (default: ``DPC_DEFERRABLE``, else
+false) waits in the triggerer instead of a worker slot; the trigger form sets it per run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ except ImportError:  # Airflow 2.11
     from airflow import DAG
     from airflow.decorators import task
 
+from airflow_provider_dpc._compat import Param
 from airflow_provider_dpc.operators.streaming_pipeline import (
     DpcCreateStreamingPipelineOperator,
     DpcDeleteStreamingPipelineOperator,
@@ -29,10 +31,27 @@ POLL_INTERVAL = float(os.environ.get("DPC_POLL_INTERVAL", "10"))
 
 with DAG(
     dag_id="example_dpc_quickstart",
+    description=(
+        "Creates a DPC streaming pipeline, starts it, waits until it streams, then stops and deletes it. "
+        "Needs the matillion_dpc_default connection and DPC_PROJECT_ID (the emulator's project by "
+        "default). Trigger it; nothing else needs to exist."
+    ),
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    params={"pipeline_name": "my-streaming-pipeline"},
+    params={
+        "pipeline_name": Param(
+            "my-streaming-pipeline",
+            type="string",
+            minLength=1,
+            description="Name of the pipeline to create from streaming-pipeline.json (reused if it exists).",
+        ),
+        "deferrable": Param(
+            DEFERRABLE,
+            type="boolean",
+            description="Wait in the triggerer (no worker slot held) rather than in a worker.",
+        ),
+    },
     tags=["example", "matillion-dpc"],
 ):
     create = DpcCreateStreamingPipelineOperator(
@@ -45,7 +64,7 @@ with DAG(
         task_id="start_pipeline",
         project_id=PROJECT_ID,
         pipeline_id=create.output,
-        deferrable=DEFERRABLE,
+        deferrable="{{ params.deferrable }}",
         poll_interval=POLL_INTERVAL,
         timeout=1800,
     )
@@ -60,7 +79,7 @@ with DAG(
         task_id="stop_pipeline",
         project_id=PROJECT_ID,
         pipeline_id=create.output,
-        deferrable=DEFERRABLE,
+        deferrable="{{ params.deferrable }}",
         poll_interval=POLL_INTERVAL,
         trigger_rule="all_done",
     )

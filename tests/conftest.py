@@ -128,7 +128,7 @@ def conn_env(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Conn
     """Define an Airflow connection to the emulator for this test; returns its conn id.
 
     ``conn_env("name", password="wrong", extra={"account_id": "a"})`` overrides fields; ``extra``
-    is merged into the emulator's (which holds ``token_url``).
+    is merged into the emulator's (which holds ``oauth_url``).
     """
 
     def define(conn_id: str, **overrides: Any) -> str:

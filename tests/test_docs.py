@@ -9,13 +9,15 @@ kind           check
 dag ID         the block is a DAG file: parsed like the DAG processor does, run with
                ``dag.test()`` against the emulator; every task must succeed
 python         run against the emulator, with ``matillion_dpc_default`` pointing at it
+python-shell   run as a script in a fresh process, with ``matillion_dpc_default`` saved in Airflow's
+               metadata database (as the UI saves it) and not in the environment
 file PATH      a file of the example project that the page's ``pytest`` block runs with
 pytest PATH    written to PATH, beside the page's ``file`` blocks, and run with pytest in a
                subprocess; every test must pass
 bash           run with bash; it must exit 0
-bash-emulator  run with bash against the session's emulator (``127.0.0.1:8080`` and Matillion's
+bash-emulator  run with bash against the session's emulator (``127.0.0.1:8765`` and Matillion's
                token URL are replaced by the emulator's)
-bash-server    run with bash as it is, on a free port instead of 8080; background jobs are ended
+bash-server    run with bash as it is, on a free port instead of 8765; background jobs are ended
 server         a command that serves: started, must print the ``output`` block that follows it
 connection-env run like bash-emulator; the ``AIRFLOW_CONN_MATILLION_DPC_DEFAULT`` it exports is
                read as Airflow reads it and must give the settings the marker names
@@ -28,7 +30,7 @@ output, skip   not run (``skip`` must give its reason)
 A block without a marker, or a marker of an unknown kind, fails the suite.
 
 The kinds that start Airflow or a server (``dag``, ``pytest``, ``bash-emulator``, ``bash-server``,
-``connection-env``) are marked ``edge_lines``: they run on the oldest and the newest Airflow line,
+``connection-env``, ``python-shell``) are marked ``edge_lines``: they run on the oldest and the newest Airflow line,
 and the operators and hooks they use are tested on every line by the other suites.
 """
 
@@ -63,10 +65,11 @@ ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
 FAST = {"max_attempts": 2, "backoff_base": 0.01, "backoff_max": 0.05, "max_elapsed": 10}
 MATILLION_TOKEN_URL = "https://id.core.matillion.com/oauth/dpc/token"
-DOC_ORIGIN = "http://127.0.0.1:8080"
+DOC_ORIGIN = "http://127.0.0.1:8765"
 KINDS = {
     "dag",
     "python",
+    "python-shell",
     "pytest",
     "file",
     "bash",
@@ -129,7 +132,7 @@ ALL_BLOCKS = [block for page in sorted(DOCS.glob("*.md")) for block in read_bloc
 
 
 #: Kinds whose blocks start Airflow, a nested pytest or a server: seconds to a minute each.
-SLOW_KINDS = frozenset({"dag", "pytest", "bash-emulator", "bash-server", "connection-env"})
+SLOW_KINDS = frozenset({"dag", "pytest", "bash-emulator", "bash-server", "connection-env", "python-shell"})
 
 
 def blocks(kind: str) -> list[Any]:
@@ -274,6 +277,25 @@ def test_python_example(block: Block, docs_env: EmulatorProcess) -> None:
     exec(compile(block.code, block.id, "exec"), {"__name__": "__docs__"})
 
 
+@pytest.mark.parametrize("block", blocks("python-shell"))
+def test_python_shell_example(block: Block, docs_env: EmulatorProcess, airflow_db: None, tmp_path: Path) -> None:
+    env = shell_env()
+    env.pop("AIRFLOW_CONN_MATILLION_DPC_DEFAULT", None)  # saved in the database only, as the UI saves it
+    airflow = [sys.executable, "-m", "airflow", "connections"]
+    add = [*airflow, "add", "matillion_dpc_default", "--conn-json", docs_env.connection_json()]
+    subprocess.run(add, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        script = tmp_path / "shell.py"
+        script.write_text(block.code, encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert PROJECT_ID in result.stdout, result.stdout[-2000:]
+    finally:
+        subprocess.run([*airflow, "delete", "matillion_dpc_default"], env=env, capture_output=True, timeout=120)
+
+
 @pytest.mark.parametrize("block", blocks("pytest"))
 def test_pytest_example(block: Block, airflow_db: None, tmp_path: Path) -> None:
     (test_file,) = block.args
@@ -326,7 +348,7 @@ def test_bash_emulator_example(block: Block, docs_env: EmulatorProcess, airflow_
 def test_bash_server_example(block: Block, airflow_db: None) -> None:
     port = str(free_port())
     env = shell_env(DPC_POLL_INTERVAL="0.2")
-    result = run_bash(block.code.replace("8080", port), env, cwd=ROOT, timeout=600)
+    result = run_bash(block.code.replace("8765", port), env, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -336,7 +358,7 @@ def test_server_example(block: Block) -> None:
     assert output.kind == "output"
     port = str(free_port())
     process = subprocess.Popen(
-        ["bash", "-c", "exec " + block.code.strip().replace("8080", port)],
+        ["bash", "-c", "exec " + block.code.strip().replace("8765", port)],
         env=shell_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -348,7 +370,7 @@ def test_server_example(block: Block) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
-    expected = output.code.strip().replace("8080", port)
+    expected = output.code.strip().replace("8765", port)
     assert printed.strip() == expected
 
 
@@ -616,6 +638,22 @@ def _ambiguous_pipeline_name(s: Situation) -> str:
     return message_of(lambda: hook.find_running_execution(PROJECT_ID, "Load orders", "Environment-1"))
 
 
+def _bad_window_length(s: Situation) -> str:
+    from airflow_provider_dpc.windows import window_length
+
+    return message_of(lambda: window_length("{{ params.window_hours }}"))  # a template left unrendered
+
+
+def _bad_deferrable(s: Situation) -> str:
+    from airflow_provider_dpc.operators.streaming_pipeline import DpcStopStreamingPipelineOperator
+
+    op = DpcStopStreamingPipelineOperator(
+        task_id="stop", project_id=PROJECT_ID, pipeline_id=s.pipeline(streaming=True), deferrable="{{ params.d }}"
+    )
+    op.deferrable = "sometimes"  # what the template rendered to
+    return message_of(lambda: op.execute(context()))
+
+
 def _next_run_sensor(s: Situation, pipeline: str, **kwargs: Any) -> str:
     from datetime import UTC, datetime
 
@@ -645,6 +683,8 @@ TRIGGERS: dict[str, Callable[[Situation], str]] = {
     "credentials-refused": _credentials_refused,
     "token-refused": _token_refused,
     "bad-extra": _bad_extra,
+    "bad-window-length": _bad_window_length,
+    "bad-deferrable": _bad_deferrable,
     "invalid-definition": _invalid_definition,
     "definition-file": _definition_file,
     "name-exists": _name_exists,

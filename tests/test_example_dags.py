@@ -6,10 +6,13 @@ loop, as the triggerer would; the scheduler-driven run is in ``test_scheduler.py
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -75,10 +78,9 @@ def task_states(run: Any) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("deferrable", [POLLED, True])
-def test_quickstart(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool) -> None:
-    monkeypatch.setenv("DPC_DEFERRABLE", str(deferrable).lower())
+def test_quickstart(example_env: Any, deferrable: bool) -> None:
     dag = load_dag("example_dpc_quickstart.py", "example_dpc_quickstart")
-    run = dag.test(run_conf={"pipeline_name": f"quickstart-{deferrable}"})
+    run = dag.test(run_conf={"pipeline_name": f"quickstart-{deferrable}", "deferrable": deferrable})
     assert task_states(run) == {
         "create_pipeline": "success",
         "start_pipeline": "success",
@@ -121,17 +123,76 @@ def make_pipeline(name: str) -> str:
     return DpcHook().create_streaming_pipeline(PROJECT_ID, guide_body(name)).streaming_pipeline_id
 
 
-def test_scheduled_window(example_env: Any) -> None:
-    pipeline_id = make_pipeline("windowed")
+def run_due(dag: Any, due: datetime, **conf: Any) -> Any:
+    """``dag.test()`` of a run that was due at ``due``: Airflow 3's ``run_after`` (its logical date and
+    start stay now, so a window computed from either would show), Airflow 2.11's logical date."""
+    if "run_after" in inspect.signature(dag.test).parameters:
+        return dag.test(run_after=due, run_conf=conf)
+    return dag.test(execution_date=due, run_conf=conf)
+
+
+def task_times(run: Any, task_id: str) -> tuple[datetime, datetime]:
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
+        return ti.start_date, ti.end_date
+
+
+WINDOW_TASKS = ("create_or_reuse_pipeline", "open_window", "hold_until_window_closes", "close_window")
+
+
+@pytest.fixture(scope="module")
+def warm_dag_test(emulator: Any, airflow_db: None) -> None:
+    """One quick run first: a process's first ``dag.test()`` starts Airflow's in-process API, which
+    takes from seconds to a minute on a busy machine, and a window test's clock must not include it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_MATILLION_DPC_DEFAULT", emulator.connection_json())
+        patch.setenv("DPC_PROJECT_ID", PROJECT_ID)
+        dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
+        run = run_due(dag, datetime.now(UTC) - timedelta(days=7), pipeline_name="warm-up")
+        assert str(run.state) == "success", task_states(run)
+
+
+def test_scheduled_window_on_time(example_env: Any, warm_dag_test: None) -> None:
     dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
-    run = dag.test(run_conf={"pipeline_name": "windowed", "window_hours": 1 / 3600})
-    assert task_states(run) == {
-        "open_window": "success",
-        "hold_until_window_closes": "success",
-        "close_window": "success",
-    }
-    assert DpcHook().get_status(PROJECT_ID, pipeline_id) is PipelineStatus.NOT_RUNNING
+    # 15 s: longer than a busy machine takes to create the pipeline and start it under dag.test().
+    run = dag.test(run_conf={"pipeline_name": "windowed", "window_hours": 15 / 3600, "deferrable": True})
+    assert task_states(run) == dict.fromkeys(WINDOW_TASKS, "success")
+    (pipeline,) = DpcHook().list_streaming_pipelines(PROJECT_ID)  # created by the run: the emulator had none
+    assert DpcHook().get_status(PROJECT_ID, pipeline.streaming_pipeline_id) is PipelineStatus.NOT_RUNNING
+    assert requests_to(example_env, "POST", "/commands") == 2  # START, STOP
+    # A triggered run's window opens when it was triggered, and the hold lasts until it closes.
+    due = getattr(run, "run_after", None) or run.execution_date
+    closes = due + timedelta(seconds=15)
+    assert closes <= task_times(run, "hold_until_window_closes")[1] < closes + timedelta(seconds=10)
+
+
+def test_a_late_scheduled_window_holds_only_what_remains(example_env: Any, warm_dag_test: None) -> None:
+    make_pipeline("late-window")
+    dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
+    due = datetime.now(UTC) - timedelta(seconds=10)  # the run is 10 s late for a 25 s window
+    run = run_due(dag, due, pipeline_name="late-window", window_hours=25 / 3600, deferrable=False)
+    assert task_states(run) == dict.fromkeys(WINDOW_TASKS, "success")
+    closes = due + timedelta(seconds=25)
+    held_from, held_to = task_times(run, "hold_until_window_closes")
+    # It held until the window's close, not 25 s from when it began (which would end 10 s or more later).
+    assert closes <= held_to < closes + timedelta(seconds=8), (held_from, held_to, closes)
     assert requests_to(example_env, "POST", "/commands") == 2
+
+
+def test_an_expired_scheduled_window_starts_nothing_and_succeeds(example_env: Any, warm_dag_test: None) -> None:
+    make_pipeline("expired-window")
+    dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
+    began = time.monotonic()
+    run = run_due(dag, datetime.now(UTC) - timedelta(days=2), pipeline_name="expired-window", deferrable=True)
+    took = time.monotonic() - began
+    assert task_states(run) == dict.fromkeys(WINDOW_TASKS, "success")
+    assert str(run.state) == "success"
+    assert requests_to(example_env, "POST", "/commands") == 0  # no START, and no STOP for a stopped pipeline
+    assert requests_to(example_env, "GET", "/status") == 1  # the teardown's one read; the hold read nothing
+    assert took < 60, f"an expired window's run took {took:.0f} s"
 
 
 def test_scheduled_window_fails_when_the_stream_dies_and_cannot_be_restarted(example_env: Any) -> None:
@@ -155,6 +216,7 @@ def test_scheduled_window_fails_when_the_stream_dies_and_cannot_be_restarted(exa
     run = dag.test(run_conf={"pipeline_name": "doomed-window", "window_hours": 60 / 3600})
     killer.join(timeout=5)
     assert task_states(run) == {
+        "create_or_reuse_pipeline": "success",
         "open_window": "success",
         "hold_until_window_closes": "failed",
         "close_window": "success",  # a teardown: it always runs, and the run is the hold's
@@ -164,19 +226,14 @@ def test_scheduled_window_fails_when_the_stream_dies_and_cannot_be_restarted(exa
 
 
 @pytest.mark.parametrize("deferrable", [POLLED, True])
-def test_gated_activation(example_env: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool) -> None:
-    monkeypatch.setenv("DPC_DEFERRABLE", str(deferrable).lower())
-    pipeline_id = make_pipeline("gated")
+def test_gated_activation(example_env: Any, deferrable: bool) -> None:
     dag = load_dag("example_dpc_gated_activation.py", "example_dpc_gated_activation")
-    run = dag.test(run_conf={"pipeline_name": "gated"})
+    run = dag.test(run_conf={"pipeline_name": "gated", "deferrable": deferrable})  # the emulator has no pipeline
     states = task_states(run)
-    assert (states["wait_until_streaming"], states["build_reporting_tables"], states["consume"]) == (
-        "success",
-        "success",
-        "success",
-    ), states
+    assert set(states.values()) == {"success"}, states
     hook = DpcHook()
-    assert hook.get_status(PROJECT_ID, pipeline_id) is PipelineStatus.STREAMING
+    (pipeline,) = hook.list_streaming_pipelines(PROJECT_ID)
+    assert hook.get_status(PROJECT_ID, pipeline.streaming_pipeline_id) is PipelineStatus.STREAMING
     (execution,) = hook.iter_pipeline_executions(PROJECT_ID)
     assert (execution.pipeline_name, str(execution.status)) == ("Pipeline 1", "SUCCESS")
     link = extra_link(dag, run, "build_reporting_tables", DpcPipelineExecutionLink())
@@ -203,3 +260,34 @@ def test_gated_activation_fails_the_gate_when_the_pipeline_cannot_start(example_
     assert states["start_pipeline"] == "success"
     assert states["wait_until_streaming"] == "failed"
     assert states["consume"] == "upstream_failed"
+
+
+HAS_WATCHERS = hasattr(importlib.import_module("airflow.triggers.base"), "BaseEventTrigger")
+needs_watchers = pytest.mark.skipif(not HAS_WATCHERS, reason="this Airflow has no asset watchers (BaseEventTrigger)")
+
+
+@needs_watchers
+def test_self_healing_triggered_by_hand_restarts_nothing(example_env: Any) -> None:
+    dag = load_dag("example_dpc_self_healing_stream.py", "example_dpc_self_healing_stream")
+    run = dag.test()
+    assert str(run.state) == "success"
+    assert task_states(run) == {"record_why": "skipped", "restart": "skipped"}
+    assert requests_to(example_env, "POST", "/commands") == 0
+
+
+@needs_watchers
+def test_self_healing_says_what_to_set_when_its_pipeline_does_not_exist() -> None:
+    from airflow_provider_dpc.exceptions import DpcNotFoundError
+
+    dag = load_dag("example_dpc_self_healing_stream.py", "example_dpc_self_healing_stream")
+    record_why = dag.get_task("record_why")
+    placeholder = "00000000-0000-4000-8000-000000000000"
+    # What the watcher's event (tests/triggers/test_event_trigger.py) becomes in the run's context.
+    payload = {"project_id": PROJECT_ID, "pipeline_id": placeholder, "status": "NOT_FOUND", "previous_status": None}
+    events = {"matillion-dpc://...": [SimpleNamespace(extra={"payload": payload})]}
+    with pytest.raises(DpcNotFoundError) as caught:
+        record_why.python_callable(triggering_asset_events=events)
+    assert str(caught.value).startswith(
+        f"the watched streaming pipeline {placeholder} does not exist in project {PROJECT_ID}: set "
+        "DPC_WATCHED_PIPELINE_ID (and DPC_PROJECT_ID) to the pipeline to watch"
+    )

@@ -368,7 +368,7 @@ class EmulatorProcess:
             "host": self.base_url,
             "login": self.client_id,
             "password": self.client_secret,
-            "extra": {"token_url": self.token_url},
+            "extra": {"oauth_url": self.token_url},
         }
 
     def connection_json(self) -> str:
@@ -379,7 +379,7 @@ class EmulatorProcess:
         """The connection as an Airflow URI; Airflow parses it back to host ``base_url``."""
         authority = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}@"
         host = quote(self.base_url.split("://", 1)[1], safe="")
-        query = urlencode({"token_url": self.token_url})
+        query = urlencode({"oauth_url": self.token_url})
         return f"{CONN_TYPE.replace('_', '-')}://http://{authority}{host}/?{query}"
 
     def airflow_env(self, conn_id: str = "matillion_dpc_default") -> dict[str, str]:

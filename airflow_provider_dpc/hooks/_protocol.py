@@ -91,7 +91,9 @@ class ConnectionSettings:
         return cls(
             conn_id=conn_id,
             base_url=host.rstrip("/"),
-            token_url=_text(extra.get("token_url")) or DEFAULT_TOKEN_URL,
+            # ``oauth_url``: Airflow masks every extra whose key holds "token", so ``token_url`` (still
+            # read) showed as *** in the form and in every message naming the endpoint.
+            token_url=_text(extra.get("oauth_url")) or _text(extra.get("token_url")) or DEFAULT_TOKEN_URL,
             audience=_text(extra.get("audience")) or DEFAULT_AUDIENCE,
             client_id=client_id,
             client_secret=client_secret,

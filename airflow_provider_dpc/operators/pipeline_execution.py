@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_dpc._compat import BaseOperator, Context, conf
-from airflow_provider_dpc._tasks import PROJECT_FIELDS, check_wait_arguments
+from airflow_provider_dpc._tasks import PROJECT_FIELDS, check_flag, check_wait_arguments
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import ExecutionStatus
 from airflow_provider_dpc.exceptions import DpcApiError, DpcConflictError, DpcNotFoundError
@@ -75,6 +75,7 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
         "execution_tag",
         "version_name",
         "agent_id",
+        "deferrable",
     )
     template_fields_renderers = {"scalar_variables": "json", "grid_variables": "json"}
     operator_extra_links = (DpcPipelineExecutionLink(),)
@@ -94,7 +95,7 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
         version_name: str | None = None,
         agent_id: str | None = None,
         wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         timeout: float | None = None,
         cancel_on_kill: bool = True,
@@ -112,7 +113,7 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
         self.version_name = version_name
         self.agent_id = agent_id
         self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
+        self.deferrable = check_flag(deferrable, "deferrable")
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.cancel_on_kill = cancel_on_kill

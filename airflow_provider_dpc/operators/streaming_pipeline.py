@@ -14,6 +14,7 @@ from airflow_provider_dpc._tasks import (
     PROJECT_FIELDS,
     PipelineTaskMixin,
     ProjectTaskMixin,
+    check_flag,
     check_wait_arguments,
 )
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
@@ -44,6 +45,7 @@ from airflow_provider_dpc.waiting import WaitingMixin
 
 if TYPE_CHECKING:
     from airflow_provider_dpc.models import StreamingPipelineDefinition
+    from airflow_provider_dpc.windows import Window, WindowLength
 
 __all__ = [
     "DpcCreateStreamingPipelineOperator",
@@ -91,7 +93,7 @@ class _PipelineOperator(ProjectTaskMixin, BaseOperator):
 class _WaitingPipelineOperator(PipelineTaskMixin, WaitingMixin, _PipelineOperator):
     """A task on an existing pipeline (by id or name) that waits for its status, polled or deferred."""
 
-    template_fields: Sequence[str] = PIPELINE_FIELDS
+    template_fields: Sequence[str] = (*PIPELINE_FIELDS, "deferrable")
     #: Seconds a wait may take; None waits as long as it takes (see :class:`_TimedPipelineOperator`).
     timeout: float | None = None
 
@@ -100,7 +102,7 @@ class _WaitingPipelineOperator(PipelineTaskMixin, WaitingMixin, _PipelineOperato
         *,
         pipeline_id: str | None = None,
         pipeline_name: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
@@ -108,7 +110,7 @@ class _WaitingPipelineOperator(PipelineTaskMixin, WaitingMixin, _PipelineOperato
         check_wait_arguments(poll_interval, None)
         self.pipeline_id = pipeline_id
         self.pipeline_name = pipeline_name
-        self.deferrable = deferrable
+        self.deferrable = check_flag(deferrable, "deferrable")
         self.poll_interval = poll_interval
 
     def _find(self, context: Context, project_id: str | None = None) -> tuple[str, str]:
@@ -246,21 +248,42 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _TimedPipel
     agent is not connected, so the task fails at once, naming the agent, its status and the
     pipeline, instead of waiting out its timeout.
 
+    With ``window_length`` it opens a scheduled window (see :mod:`airflow_provider_dpc.windows`):
+    the window runs from when the task's run was due for that long, and once it has passed the task
+    sends nothing (not even a read) and succeeds, saying so in its log.
+
     :param wait_for_streaming: wait for STREAMING (default) or return once START is accepted.
     :param grace_period: seconds after START during which NOT_RUNNING is not yet a failure.
     :param check_agent: read the pipeline's agent before START (two calls: the pipeline, for its
         agent id, and the agent); False skips it.
+    :param window_length: the run's window, when this task opens one: seconds, a timedelta or an
+        ISO 8601 duration (templated).
     """
 
+    template_fields: Sequence[str] = (*PIPELINE_FIELDS, "deferrable", "window_length")
+
     def __init__(
-        self, *, wait_for_streaming: bool = True, grace_period: float = 30.0, check_agent: bool = True, **kwargs: Any
+        self,
+        *,
+        wait_for_streaming: bool = True,
+        grace_period: float = 30.0,
+        check_agent: bool = True,
+        window_length: WindowLength | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.wait_for_streaming = wait_for_streaming
         self.grace_period = grace_period
         self.check_agent = check_agent
+        self.window_length = _checked_length(window_length)
 
     def execute(self, context: Context) -> Any:
+        if self.window_length is not None:
+            window = _window(context, self.window_length)
+            if window.remaining(datetime.now(UTC)) <= 0:
+                self.log.info("%s; not starting the pipeline", window.explain())
+                return None
+            self.log.info("%s", window.explain())
         project_id, pipeline_id = self._find(context)
         status = self.hook.get_status(project_id, pipeline_id)
         if status is PipelineStatus.STREAMING:
@@ -385,22 +408,30 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
     it dropped and its recent statuses. Each deferral carries what the hold has done, so a triggerer
     restart resumes it with its restart count and history.
 
-    At ``until`` it succeeds and leaves the pipeline running (a window's stop task follows). Returns
+    At its end it succeeds and leaves the pipeline running (a window's stop task follows). Returns
     ``{"restarts": n, "seconds_not_streaming": s}``, ``s`` counting from each drop it saw until the
     pipeline streamed again.
 
+    The end is ``until``, or with ``window_length`` the close of the run's scheduled window (see
+    :mod:`airflow_provider_dpc.windows`): from when the run was due, for that long, so a late run
+    holds only what remains of its window, and a run whose window has passed holds nothing and
+    succeeds at once, without a call.
+
     :param until: when the hold ends: a datetime or an ISO 8601 string (templated); naive times are UTC.
+    :param window_length: instead of ``until``, the length of the run's window: seconds, a timedelta
+        or an ISO 8601 duration (templated).
     :param max_restarts: how many times a dropped pipeline is started again before the task fails.
     :param grace_period: seconds after a restart's START during which NOT_RUNNING is not yet a failure.
     :param check_agent: read the pipeline's agent before each restart (see the start operator).
     """
 
-    template_fields: Sequence[str] = (*PIPELINE_FIELDS, "until")
+    template_fields: Sequence[str] = (*PIPELINE_FIELDS, "deferrable", "until", "window_length")
 
     def __init__(
         self,
         *,
-        until: datetime | str,
+        until: datetime | str | None = None,
+        window_length: WindowLength | None = None,
         max_restarts: int = 0,
         grace_period: float = 30.0,
         check_agent: bool = True,
@@ -409,31 +440,47 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
     ) -> None:
         _drop_unused(type(self), kwargs, ("timeout",))  # ``until`` ends the hold
         super().__init__(poll_interval=poll_interval, **kwargs)
+        if (until is None) == (window_length is None):
+            raise ValueError(f"{type(self).__name__} {self.task_id!r}: give one of until or window_length")
         if max_restarts < 0:
             raise ValueError(f"max_restarts must be 0 or more, got {max_restarts}")
         self.until = until
+        self.window_length = _checked_length(window_length)
         self.max_restarts = max_restarts
         self.grace_period = grace_period
         self.check_agent = check_agent
 
     def execute(self, context: Context) -> Any:
-        deadline = self._deadline()  # a bad ``until`` fails before any call
+        deadline = self._deadline(context)  # a bad ``until`` or window fails before any call
+        if self.window_length is not None:
+            window = _window(context, self.window_length)
+            if window.remaining(datetime.now(UTC)) <= 0:
+                self.log.info("%s; nothing to hold", window.explain())
+                return HoldRecord().outcome()
+            self.log.info("%s", window.explain())
         project_id, pipeline_id = self._find(context)
         if time.time() >= deadline:
             self.log.info("the hold of pipeline %s ended at %s, before it began", pipeline_id, self.until)
             return HoldRecord().outcome()
         self.log.info(
-            "holding pipeline %s in STREAMING until %s (max_restarts=%d)", pipeline_id, self.until, self.max_restarts
+            "holding pipeline %s in STREAMING until %s (max_restarts=%d)",
+            pipeline_id,
+            datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
+            self.max_restarts,
         )
         return self._hold(context, project_id, pipeline_id, HoldRecord().to_dict())
 
-    def _deadline(self) -> float:
-        return _epoch(self.until)
+    def _deadline(self, context: Context) -> float:
+        """When the hold ends, as epoch seconds: ``until``, or the close of the run's window."""
+        if self.window_length is not None:
+            return _window(context, self.window_length).closes.timestamp()
+        return _epoch(self.until)  # type: ignore[arg-type]  # __init__ gave one of the two
 
     def _hold(self, context: Context, project_id: str, pipeline_id: str, record: dict[str, Any]) -> Any:
-        """Wait for a drop until ``until``; then :meth:`hold_ended`."""
+        """Wait for a drop until the hold's end; then :meth:`hold_ended`."""
         now = time.time()
-        watch = StatusWatch(hold_goal(), project_id, pipeline_id, started_at=now, deadline=max(now, self._deadline()))
+        deadline = max(now, self._deadline(context))
+        watch = StatusWatch(hold_goal(), project_id, pipeline_id, started_at=now, deadline=deadline)
         return self.wait(
             context, watch, self.poll_interval, method="hold_ended", carry={"record": record, "since": now}
         )
@@ -445,7 +492,7 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
         hold = HoldRecord.from_dict(carry["record"])
         hold.add(result)
         if result.verdict is Verdict.TIMED_OUT:
-            self.log.info("pipeline %s held until %s: %s", result.pipeline_id, self.until, hold.outcome())
+            self.log.info("pipeline %s held until the hold's end: %s", result.pipeline_id, hold.outcome())
             return hold.outcome()
         conclude_error(result)  # an API error that outlasted the retries ends the hold
         dropped_at = float(carry["since"]) + result.waited
@@ -465,7 +512,7 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
         self.hook.send_command(project_id, pipeline_id, PipelineCommand.START)
         now = time.time()
         goal = StatusGoal.of(PipelineStatus.STREAMING, PipelineStatus.NOT_RUNNING, self.grace_period)
-        watch = StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=max(now, self._deadline()))
+        watch = StatusWatch(goal, project_id, pipeline_id, started_at=now, deadline=max(now, self._deadline(context)))
         carry = {"record": hold.to_dict(), "dropped_at": dropped_at}
         return self.wait(context, watch, self.poll_interval, method="restart_ended", carry=carry)
 
@@ -485,6 +532,21 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
             return hold.outcome()
         self.log.info("pipeline %s streams again after restart %d", result.pipeline_id, hold.restarts)
         return self._hold(context, result.project_id, result.pipeline_id, hold.to_dict())
+
+
+def _checked_length(length: WindowLength | None) -> WindowLength | None:
+    """A window length checked when the DAG is parsed, unless a template renders it later."""
+    if length is not None and not (isinstance(length, str) and "{{" in length):
+        from airflow_provider_dpc.windows import window_length
+
+        window_length(length)
+    return length
+
+
+def _window(context: Context, length: WindowLength) -> Window:
+    from airflow_provider_dpc.windows import Window
+
+    return Window.of_run(context, length)
 
 
 def _epoch(until: datetime | str) -> float:

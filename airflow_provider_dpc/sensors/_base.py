@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_dpc._compat import AirflowSensorTimeout, AirflowSkipException, BaseSensorOperator, Context
+from airflow_provider_dpc._tasks import check_flag
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.status import Status, StatusGoal, StatusWatch, Verdict, WaitResult, conclude
 from airflow_provider_dpc.waiting import WaitingMixin
@@ -22,9 +23,9 @@ class DpcStatusSensor(WaitingMixin, BaseSensorOperator):
 
     ui_color = "#e0f2ef"
 
-    def __init__(self, *, deferrable: bool, **kwargs: Any) -> None:
+    def __init__(self, *, deferrable: bool | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.deferrable = deferrable
+        self.deferrable = check_flag(deferrable, "deferrable")
         self._watch: StatusWatch | None = None
 
     def goal(self) -> StatusGoal:
@@ -55,7 +56,7 @@ class DpcStatusSensor(WaitingMixin, BaseSensorOperator):
         return watch
 
     def execute(self, context: Context) -> Any:
-        if not self.deferrable:
+        if not self.defers:
             return super().execute(context)
         # Poke mode leaves the timeout to BaseSensorOperator; deferred, the trigger enforces it. One
         # read first: a goal already reached costs no trip through the triggerer.

@@ -70,6 +70,7 @@ class DpcPipelineExecutionSensor(DpcStatusSensor):
         "pipeline_name",
         "environment_name",
         "started_after",
+        "deferrable",
     )
 
     def __init__(
@@ -83,7 +84,7 @@ class DpcPipelineExecutionSensor(DpcStatusSensor):
         dpc_conn_id: str = DEFAULT_CONN_NAME,
         project_id: str | None = None,
         project_name: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
         dpc_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:

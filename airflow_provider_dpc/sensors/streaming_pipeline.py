@@ -27,7 +27,7 @@ class DpcStreamingPipelineSensor(PipelineTaskMixin, DpcStatusSensor):
         waited through, for a pipeline that was just sent START.
     """
 
-    template_fields: Sequence[str] = (*PIPELINE_FIELDS, "target_status", "failure_statuses")
+    template_fields: Sequence[str] = (*PIPELINE_FIELDS, "target_status", "failure_statuses", "deferrable")
 
     def __init__(
         self,
@@ -40,7 +40,7 @@ class DpcStreamingPipelineSensor(PipelineTaskMixin, DpcStatusSensor):
         target_status: str | Iterable[str] = PipelineStatus.STREAMING,
         failure_statuses: str | Iterable[str] = (PipelineStatus.NOT_RUNNING,),
         grace_period: float = 0.0,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool | str = conf.getboolean("operators", "default_deferrable", fallback=False),
         dpc_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:

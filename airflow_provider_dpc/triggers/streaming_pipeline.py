@@ -10,7 +10,7 @@ from typing import Any
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_dpc._compat import find_or_none
-from airflow_provider_dpc.exceptions import DpcError
+from airflow_provider_dpc.exceptions import DpcError, DpcNotFoundError
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import check_uuid
 from airflow_provider_dpc.status import Status, StatusWatch
@@ -38,6 +38,9 @@ class DpcStreamingPipelineTrigger(DpcStatusTrigger):
     async def read(self, hook: DpcHook, watch: StatusWatch) -> Status:
         return await hook.aget_status(self.project_id, self.resource_id, max_age=self.poll_interval)
 
+
+#: The event status of a watched pipeline that does not exist (not one of DPC's statuses).
+NOT_FOUND = "NOT_FOUND"
 
 _BaseEventTrigger: Any = find_or_none("BaseEventTrigger", "airflow.triggers.base")
 
@@ -97,22 +100,36 @@ def _event_trigger_class() -> type:
                         status = str(
                             await hook.aget_status(self.project_id, self.pipeline_id, max_age=self.poll_interval)
                         )
+                    except DpcNotFoundError as exc:
+                        if previous != NOT_FOUND:
+                            self.log.error(
+                                "streaming pipeline %s does not exist in project %s, so this watcher watches "
+                                "nothing; firing once so that its DAG's run shows it (%s)",
+                                self.pipeline_id,
+                                self.project_id,
+                                exc,
+                            )
+                            yield self._event(NOT_FOUND, previous)
+                        previous = NOT_FOUND
                     except DpcError as exc:
                         self.log.warning("streaming pipeline %s: status not read (%s)", self.pipeline_id, exc)
                     else:
                         if previous is not None and status in self.statuses and previous not in self.statuses:
                             self.log.info("streaming pipeline %s moved %s -> %s", self.pipeline_id, previous, status)
-                            yield TriggerEvent(
-                                {
-                                    "project_id": self.project_id,
-                                    "pipeline_id": self.pipeline_id,
-                                    "status": status,
-                                    "previous_status": previous,
-                                    "observed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                                }
-                            )
+                            yield self._event(status, previous)
                         previous = status
                     await asyncio.sleep(self.poll_interval)
+
+        def _event(self, status: str, previous: str | None) -> TriggerEvent:
+            return TriggerEvent(
+                {
+                    "project_id": self.project_id,
+                    "pipeline_id": self.pipeline_id,
+                    "status": status,
+                    "previous_status": previous,
+                    "observed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            )
 
     return DpcStreamingPipelineEventTrigger
 

@@ -865,11 +865,11 @@ def test_connection_forms(emulator: EmulatorProcess) -> None:
         "host": emulator.base_url,
         "login": emulator.client_id,
         "password": emulator.client_secret,
-        "extra": {"token_url": emulator.token_url},
+        "extra": {"oauth_url": emulator.token_url},
     }
     uri = emulator.connection_uri()
     assert uri.startswith("matillion-dpc://http://")
-    assert parse_qs(urlsplit(uri).query) == {"token_url": [emulator.token_url]}
+    assert parse_qs(urlsplit(uri).query) == {"oauth_url": [emulator.token_url]}
     assert emulator.airflow_env("my_conn") == {"AIRFLOW_CONN_MY_CONN": emulator.connection_json()}
 
 
@@ -879,7 +879,7 @@ def test_connection_uri_round_trips_through_airflow(emulator: EmulatorProcess) -
     assert (parsed.conn_type, parsed.host, parsed.login, parsed.password) == (
         "matillion_dpc", emulator.base_url, emulator.client_id, emulator.client_secret,
     )  # fmt: skip
-    assert parsed.extra_dejson == {"token_url": emulator.token_url}
+    assert parsed.extra_dejson == {"oauth_url": emulator.token_url}
 
 
 def _child_env() -> dict[str, str]:

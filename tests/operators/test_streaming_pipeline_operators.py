@@ -338,6 +338,21 @@ def test_operator_rejects_bad_arguments() -> None:
         DpcStartStreamingPipelineOperator(task_id="s", project_id=PROJECT_ID, dpc_retry_policy={"tries": 3})
     with pytest.raises(ValueError, match="poll_interval"):
         DpcStartStreamingPipelineOperator(task_id="s", project_id=PROJECT_ID, poll_interval=0)
+    with pytest.raises(DpcValidationError, match="deferrable must be true or false, got 'maybe'"):
+        DpcStreamingPipelineSensor(task_id="w", project_id=PROJECT_ID, pipeline_id="x", deferrable="maybe")
+
+
+@pytest.mark.parametrize(("rendered", "defers"), [("True", True), ("false", False), ("1", True), (" No ", False)])
+def test_a_templated_deferrable_is_read_as_a_bool_when_the_task_runs(rendered: str, defers: bool) -> None:
+    # What "{{ params.deferrable }}" renders to is text; the task reads it when it waits.
+    for task in (
+        DpcStartStreamingPipelineOperator(task_id="s", pipeline_id="x", deferrable="{{ params.d }}", **common()),
+        DpcStreamingPipelineSensor(task_id="w", project_id=PROJECT_ID, pipeline_id="x", deferrable="{{ params.d }}"),
+    ):
+        assert "deferrable" in task.template_fields
+        assert task.deferrable == "{{ params.d }}"  # left for the template until the task runs
+        task.deferrable = rendered
+        assert task.defers is defers
 
 
 def test_arguments_an_operator_never_used_are_ignored_with_a_warning() -> None:

@@ -79,6 +79,26 @@ async def test_a_pipeline_already_down_at_start_does_not_fire(conn_env: Any, fre
 
 
 @needs_watchers
+async def test_a_pipeline_that_does_not_exist_fires_once_with_not_found(
+    conn_env: Any, fresh_emulator: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    conn_env("matillion_dpc_default")
+    missing = "00000000-0000-4000-8000-000000000000"  # the self-healing example's placeholder
+    events = trigger(missing, poll_interval=0.1, statuses=["NOT_RUNNING"]).run()
+    first = (await asyncio.wait_for(anext(events), 10)).payload
+    assert (first["pipeline_id"], first["status"], first["previous_status"]) == (missing, "NOT_FOUND", None)
+    assert list(first) == STORED_PAYLOAD_KEYS
+    logged = caplog.text + "".join(capfd.readouterr())  # Airflow 3's structlog writes to the console
+    assert f"streaming pipeline {missing} does not exist in project {PROJECT_ID}" in logged
+    again = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0.8)  # several more reads of the missing pipeline: no second event
+    assert not again.done()
+    again.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await again
+
+
+@needs_watchers
 def test_kwargs_are_deterministic_and_hold_no_secret(streaming: str) -> None:
     one = trigger(streaming, statuses=["unknown", "not_running"]).serialize()
     two = trigger(streaming.upper(), statuses=("NOT_RUNNING", "UNKNOWN")).serialize()

@@ -1,0 +1,107 @@
+"""A run's window, from the contexts each Airflow line gives a task: when it opens, closes, and what
+a late or expired run does. The same windows under real Airflow runs are in test_example_dags.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_provider_dpc.exceptions import DpcValidationError
+from airflow_provider_dpc.windows import Timing, Window, window_length
+
+pytestmark = pytest.mark.every_line
+
+MON_6 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+TUE_6 = MON_6 + timedelta(days=1)
+TEN_HOURS = 10 * 3600
+
+
+def run_type(name: str) -> Any:
+    """The installed Airflow's own DagRunType member, as its context holds it."""
+    from airflow.utils.types import DagRunType
+
+    return DagRunType(name)
+
+
+def airflow3_context(run_after: datetime, kind: str, logical_date: datetime | None) -> dict[str, Any]:
+    """Airflow 3: every run has run_after; a manual run may have no logical date or interval."""
+    dag_run = SimpleNamespace(run_after=run_after, run_type=run_type(kind), start_date=run_after + timedelta(hours=3))
+    interval = {} if logical_date is None else {"data_interval_start": logical_date, "data_interval_end": logical_date}
+    return {"dag_run": dag_run, "logical_date": logical_date, **interval}
+
+
+def airflow2_context(kind: str, logical_date: datetime, start: datetime, end: datetime) -> dict[str, Any]:
+    """Airflow 2.11: no run_after; a scheduled run's interval ends when it was due."""
+    dag_run = SimpleNamespace(run_type=run_type(kind), start_date=end + timedelta(hours=3))
+    return {"dag_run": dag_run, "logical_date": logical_date, "data_interval_start": start, "data_interval_end": end}
+
+
+@pytest.mark.parametrize(
+    ("context", "opens"),
+    [
+        pytest.param(airflow3_context(MON_6, "scheduled", MON_6), MON_6, id="3.x scheduled (cron trigger)"),
+        pytest.param(airflow3_context(MON_6, "manual", None), MON_6, id="3.x manual, no logical date"),
+        pytest.param(airflow3_context(MON_6, "manual", MON_6 - timedelta(days=3)), MON_6, id="3.x manual, old date"),
+        pytest.param(airflow2_context("scheduled", MON_6, MON_6, TUE_6), TUE_6, id="2.11 scheduled: interval end"),
+        pytest.param(
+            airflow2_context("manual", MON_6 + timedelta(hours=2), MON_6 - timedelta(days=1), MON_6),
+            MON_6 + timedelta(hours=2),
+            id="2.11 manual: its logical date, not the inferred interval",
+        ),
+    ],
+)
+def test_a_window_opens_when_the_run_was_due_never_when_it_started(context: dict[str, Any], opens: datetime) -> None:
+    window = Window.of_run(context, TEN_HOURS)
+    assert (window.opens, window.closes) == (opens, opens + timedelta(hours=10))
+
+
+def test_on_time_late_and_closed() -> None:
+    window = Window.of_run(airflow3_context(MON_6, "scheduled", MON_6), TEN_HOURS)
+    on_time, late, closed = MON_6 + timedelta(seconds=5), MON_6 + timedelta(hours=7), MON_6 + timedelta(days=4)
+    assert window.timing(on_time) is Timing.ON_TIME
+    assert window.remaining(on_time) == TEN_HOURS - 5
+    assert window.timing(late) is Timing.LATE
+    assert window.remaining(late) == 3 * 3600  # a late run holds only what remains
+    assert "opened 7 h 00 min ago; 3 h 00 min of it remain" in window.explain(late)
+    assert window.timing(closed) is Timing.CLOSED
+    assert window.remaining(closed) == 0
+    assert window.explain(closed) == (
+        "the run's window 2026-11-30T06:00:00Z to 2026-11-30T16:00:00Z closed 3 d 14 h ago, before this task ran"
+    )
+    assert window.timing(window.closes) is Timing.CLOSED  # the close itself is outside the window
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(3600, 3600), (0.5, 0.5), ("36000.0", 36000), (" 90 ", 90), ("PT10H", 36000), ("P1DT30M", 88200)],
+)
+def test_window_lengths(value: Any, seconds: float) -> None:
+    assert window_length(value) == timedelta(seconds=seconds)
+    assert window_length(timedelta(seconds=seconds)) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("value", [0, -5, "", "soon", "P1M", "2026-01-01", True, None])
+def test_a_bad_window_length_is_named(value: Any) -> None:
+    with pytest.raises(DpcValidationError, match=r"window_length must be a positive number of seconds") as caught:
+        window_length(value)
+    assert [(e.field, e.message) for e in caught.value.errors] == [("window_length", "must be a positive duration")]
+
+
+def test_operators_refuse_a_bad_window_when_the_dag_is_parsed_and_take_a_template() -> None:
+    from airflow_provider_dpc.operators.streaming_pipeline import (
+        DpcKeepStreamingOperator,
+        DpcStartStreamingPipelineOperator,
+    )
+
+    common = {"project_id": "p", "pipeline_name": "x"}
+    with pytest.raises(DpcValidationError, match="window_length"):
+        DpcStartStreamingPipelineOperator(task_id="s", window_length="ten hours", **common)
+    with pytest.raises(ValueError, match="give one of until or window_length"):
+        DpcKeepStreamingOperator(task_id="k", **common)
+    with pytest.raises(ValueError, match="give one of until or window_length"):
+        DpcKeepStreamingOperator(task_id="k", until="2026-01-01T00:00:00", window_length=60, **common)
+    templated = DpcKeepStreamingOperator(task_id="k", window_length="{{ params.hours * 3600 }}", **common)
+    assert "window_length" in templated.template_fields
