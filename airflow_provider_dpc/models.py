@@ -38,7 +38,7 @@ from airflow_provider_dpc.enums import (
     TemporalMapping,
     TransformationType,
 )
-from airflow_provider_dpc.exceptions import DpcValidationError, FieldError
+from airflow_provider_dpc.exceptions import DpcConflictError, DpcValidationError, FieldError
 
 __all__ = [
     "PIPELINE_FILE_SUFFIXES",
@@ -91,6 +91,7 @@ __all__ = [
     "load_definition",
     "parse_time",
     "pipeline_candidates",
+    "require_one_pipeline",
     "same_pipeline",
     "unwrap_result",
     "validate_definition",
@@ -609,6 +610,21 @@ def pipeline_candidates(asked: str, answered: Iterable[str | None]) -> list[str]
     """The distinct names among ``answered`` that are the pipeline ``asked``, in order: more than one
     is ambiguous (the same name in two folders), which callers report, never resolve by a guess."""
     return list(dict.fromkeys(name for name in answered if name is not None and same_pipeline(asked, name)))
+
+
+def require_one_pipeline(
+    asked: str, answered: Iterable[str | None], environment_name: str, *, field: str, doing: str
+) -> None:
+    """Raise a :class:`DpcConflictError` naming them when ``asked`` stands for more than one of the
+    pipelines ``answered`` (executions that are ``doing``, "running" or "run", in the environment);
+    ``field`` is what the caller was given the name as."""
+    candidates = pipeline_candidates(asked, answered)
+    if len(candidates) > 1:
+        raise DpcConflictError(
+            f"pipeline name {asked!r} matches {len(candidates)} pipelines {doing} in environment "
+            f"{environment_name!r}: {', '.join(map(repr, candidates))}; name it with its folder",
+            errors=[FieldError(field, "is ambiguous")],
+        )
 
 
 class TokenPage(DpcModel, Generic[T]):

@@ -20,11 +20,9 @@ from airflow_provider_dpc import exceptions
 from airflow_provider_dpc.enums import ExecutionStatus, PipelineStatus
 from airflow_provider_dpc.exceptions import (
     DpcApiError,
-    DpcConflictError,
     DpcError,
     DpcPipelineExecutionError,
     DpcPipelineStateError,
-    FieldError,
 )
 
 if TYPE_CHECKING:
@@ -433,20 +431,14 @@ def execution_event(project_id: str, pipeline_name: str, environment_name: str, 
 def _of_pipeline(asked: str, environment_name: str, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
     """The executions of the pipeline ``asked`` names in ``environment_name``, by the one name rule;
     a name standing for two pipelines (``load`` in two folders) is a conflict, never a guess."""
-    from airflow_provider_dpc.models import pipeline_candidates, same_pipeline
+    from airflow_provider_dpc.models import require_one_pipeline, same_pipeline
 
     found = [
         e
         for e in executions
         if same_pipeline(asked, e.pipeline_name) and e.environment_name in (None, environment_name)
     ]
-    candidates = pipeline_candidates(asked, (e.pipeline_name for e in found))
-    if len(candidates) > 1:
-        raise DpcConflictError(
-            f"pipeline name {asked!r} matches {len(candidates)} pipelines run in environment "
-            f"{environment_name!r}: {', '.join(map(repr, candidates))}; name it with its folder",
-            errors=[FieldError("pipeline_name", "is ambiguous")],
-        )
+    require_one_pipeline(asked, (e.pipeline_name for e in found), environment_name, field="pipeline_name", doing="run")
     return found
 
 

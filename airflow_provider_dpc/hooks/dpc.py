@@ -57,7 +57,7 @@ from airflow_provider_dpc.models import (
     Schedule,
     StreamingPipeline,
     StreamingPipelineDefinition,
-    pipeline_candidates,
+    require_one_pipeline,
     validate_definition,
     validate_execution_request,
 )
@@ -716,13 +716,8 @@ class DpcHook(_compat.BaseHook):
                 status=ExecutionStatus.RUNNING,
             )
         )
-        candidates = pipeline_candidates(pipeline_name, (e.pipeline_name for e in running))
-        if len(candidates) > 1:
-            raise DpcConflictError(
-                f"pipeline name {pipeline_name!r} matches {len(candidates)} pipelines running in environment "
-                f"{environment_name!r}: {', '.join(map(repr, candidates))}; name it with its folder",
-                errors=[FieldError("pipelineName", "is ambiguous")],
-            )
+        names = (e.pipeline_name for e in running)
+        require_one_pipeline(pipeline_name, names, environment_name, field="pipelineName", doing="running")
         if execution_tag and any("executionTag" in (e.model_extra or {}) for e in running):
             running = [e for e in running if (e.model_extra or {}).get("executionTag") == execution_tag]
         if len(running) > 1:
