@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -191,3 +191,21 @@ def find_or_none(name: str, *places: str) -> Any:
         return find(name, *places)
     except ImportError:
         return None
+
+
+def base_event_trigger() -> Any:
+    """Airflow 3's base of the triggers asset watchers run; None before asset watchers (2.x).
+    Looked up when a trigger module loads, not when a DAG is parsed."""
+    return find_or_none("BaseEventTrigger", "airflow.triggers.base")
+
+
+def without_event_triggers(*names: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for where this Airflow has no :func:`base_event_trigger`: importing
+    one of ``names`` then says what it needs instead of that the name does not exist."""
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            raise ImportError(f"{name} needs Airflow 3's asset watchers (BaseEventTrigger); this Airflow has none")
+        raise AttributeError(name)
+
+    return __getattr__

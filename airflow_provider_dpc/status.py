@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NotRequired, TypedDict, Unpack
 
 from airflow_provider_dpc import exceptions
 from airflow_provider_dpc.enums import ExecutionStatus, PipelineStatus
@@ -200,6 +200,14 @@ class WaitResult:
     def of(cls, event: WaitResult | Mapping[str, Any]) -> WaitResult:
         """What a task's continuation was handed: a polled wait's result, or a trigger's event."""
         return event if isinstance(event, WaitResult) else cls.from_event(event)
+
+
+class WatchState(TypedDict):
+    """What a watch carries from the task through the trigger (see :class:`StatusWatch`)."""
+
+    started_at: float
+    deadline: NotRequired[float | None]
+    history: NotRequired[Iterable[str]]
 
 
 class StatusWatch:
@@ -471,12 +479,10 @@ class PipelineRunsWatch(StatusWatch):
         *,
         environment_name: str,
         started_after: datetime,
-        started_at: float,
-        deadline: float | None = None,
-        history: Iterable[str] = (),
         log: logging.Logger | Any = None,
+        **state: Unpack[WatchState],
     ) -> None:
-        super().__init__(goal, project_id, pipeline_name, started_at=started_at, deadline=deadline, history=history)
+        super().__init__(goal, project_id, pipeline_name, **state)
         self.environment_name = environment_name
         self.started_after = started_after if started_after.tzinfo else started_after.replace(tzinfo=UTC)
         self.log = log or logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Generator
 from datetime import datetime
 from functools import cache, lru_cache, partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 from pydantic import TypeAdapter
 
@@ -199,24 +199,31 @@ def _moment(value: datetime | str | None) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def execution_filters(
-    project_id: str | None = None,
-    *,
-    pipeline_name: str | None = None,
-    environment_name: str | None = None,
-    status: ExecutionStatus | str | None = None,
-    started_after: datetime | str | None = None,
-    started_before: datetime | str | None = None,
-    schedule_id: str | None = None,
-) -> dict[str, str]:
+class ExecutionFilters(TypedDict, total=False):
+    """The executions list's filters (``GET /v1/pipeline-executions``), each one optional."""
+
+    pipeline_name: str | None
+    environment_name: str | None
+    status: ExecutionStatus | str | None
+    started_after: datetime | str | None
+    started_before: datetime | str | None
+    schedule_id: str | None
+
+
+def execution_filters(project_id: str | None = None, **given: Unpack[ExecutionFilters]) -> dict[str, str]:
     """The executions list's query: the filters given, ids checked, times in ISO 8601."""
+    known = ExecutionFilters.__optional_keys__
+    unknown = set(given) - known
+    if unknown:
+        raise TypeError(f"no executions filter is named {min(unknown)!r}; the filters are {', '.join(sorted(known))}")
+    schedule_id, status = given.get("schedule_id"), given.get("status")
     filters = {
         "projectId": check_uuid(project_id, "project_id") if project_id else None,
-        "pipelineName": pipeline_name,
-        "environmentName": environment_name,
+        "pipelineName": given.get("pipeline_name"),
+        "environmentName": given.get("environment_name"),
         "status": str(ExecutionStatus(status)) if status else None,
-        "startedAfter": _moment(started_after),
-        "startedBefore": _moment(started_before),
+        "startedAfter": _moment(given.get("started_after")),
+        "startedBefore": _moment(given.get("started_before")),
         "scheduleId": check_uuid(schedule_id, "schedule_id") if schedule_id else None,
     }
     return {name: value for name, value in filters.items() if value}

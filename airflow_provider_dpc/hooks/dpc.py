@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, Unpack
 
 import httpx
 
@@ -30,6 +30,7 @@ from airflow_provider_dpc.exceptions import (
 )
 from airflow_provider_dpc.hooks import _calls
 from airflow_provider_dpc.hooks._budget import BUDGETS, Budget, SharedReads
+from airflow_provider_dpc.hooks._calls import ExecutionFilters
 from airflow_provider_dpc.hooks._protocol import (
     TOKENS,
     Attempts,
@@ -624,30 +625,20 @@ class DpcHook(_compat.BaseHook):
         self,
         project_id: str | None = None,
         *,
-        pipeline_name: str | None = None,
-        environment_name: str | None = None,
-        status: ExecutionStatus | str | None = None,
-        started_after: datetime | str | None = None,
-        started_before: datetime | str | None = None,
-        schedule_id: str | None = None,
         page_size: int = _calls.MAX_PAGE_SIZE,
+        **filters: Unpack[ExecutionFilters],
     ) -> Iterator[PipelineExecution]:
-        """The account's executions, newest first, filtered as given; pages are fetched as needed.
+        """The account's executions, newest first, filtered as given (``pipeline_name``,
+        ``environment_name``, ``status``, ``started_after``, ``started_before``, ``schedule_id``);
+        pages are fetched as needed.
 
         The API matches ``pipeline_name`` partially and in any case ("Pipeline 1" finds "Pipeline 10"
         too) and answers with file paths (``folder/load.orch.yaml``), so only the executions of the
         pipeline named, by :func:`~airflow_provider_dpc.models.same_pipeline`, are yielded.
         ``schedule_id`` keeps those a DPC schedule started (see :meth:`list_schedules`).
         """
-        params = _calls.execution_filters(
-            project_id,
-            pipeline_name=pipeline_name,
-            environment_name=environment_name,
-            status=status,
-            started_after=started_after,
-            started_before=started_before,
-            schedule_id=schedule_id,
-        )
+        params = _calls.execution_filters(project_id, **filters)
+        pipeline_name = filters.get("pipeline_name")
         token: str | None = None
         while True:
             page = self.run(_calls.list_executions(params, page_size, token))

@@ -12,7 +12,15 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.hooks.dpc import DpcHook
-from airflow_provider_dpc.status import Reading, Status, StatusGoal, StatusWatch
+from airflow_provider_dpc.status import Reading, Status, StatusGoal, StatusWatch, WatchState
+
+
+def flat_kwargs(trigger: BaseTrigger, *names: str) -> tuple[str, dict[str, Any]]:
+    """An asset watcher's trigger serialized: its classpath and the attributes named, as they are
+    (strings, lists, numbers). Airflow identifies a watcher by these kwargs, so they stay flat and
+    in one form: Airflow 3.2 hands a watcher's nested kwargs to the trigger still encoded."""
+    cls = type(trigger)
+    return f"{cls.__module__}.{cls.__name__}", {name: getattr(trigger, name) for name in names}
 
 
 class DpcStatusTrigger(BaseTrigger):
@@ -93,14 +101,12 @@ class DpcStatusTrigger(BaseTrigger):
 
     def make_watch(self) -> StatusWatch:
         """The watch the task handed over, rebuilt from the kwargs."""
-        return StatusWatch(
-            self.goal,
-            self.project_id,
-            self.resource_id,
-            started_at=self.started_at,
-            deadline=self.deadline,
-            history=self.history,
-        )
+        return StatusWatch(self.goal, self.project_id, self.resource_id, **self.watch_state())
+
+    def watch_state(self) -> WatchState:
+        """What every watch carries from the task through the trigger: when the wait began, its
+        deadline and the statuses seen."""
+        return {"started_at": self.started_at, "deadline": self.deadline, "history": self.history}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = self.make_watch()

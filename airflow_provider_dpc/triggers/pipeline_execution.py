@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_dpc._compat import find_or_none
+from airflow_provider_dpc._compat import base_event_trigger, without_event_triggers
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import ExecutionStatus, check_uuid, parse_time
@@ -21,7 +21,7 @@ from airflow_provider_dpc.status import (
     execution_event,
 )
 from airflow_provider_dpc.status import statuses as normalised
-from airflow_provider_dpc.triggers._status import DpcStatusTrigger
+from airflow_provider_dpc.triggers._status import DpcStatusTrigger, flat_kwargs
 
 __all__ = ["DpcNextPipelineExecutionTrigger", "DpcPipelineExecutionTrigger"]
 
@@ -106,10 +106,8 @@ class DpcNextPipelineExecutionTrigger(DpcStatusTrigger):
             self.pipeline_name,
             environment_name=self.environment_name,
             started_after=self.started_after,
-            started_at=self.started_at,
-            deadline=self.deadline,
-            history=self.history,
             log=self.log,
+            **self.watch_state(),
         )
 
     async def read(self, hook: DpcHook, watch: StatusWatch) -> Reading:
@@ -124,7 +122,7 @@ class DpcNextPipelineExecutionTrigger(DpcStatusTrigger):
         return watch.judge(found)
 
 
-_BaseEventTrigger: Any = find_or_none("BaseEventTrigger", "airflow.triggers.base")
+_BaseEventTrigger: Any = base_event_trigger()
 #: Statuses an execution never ends with: a watch for them would never fire.
 _NOT_ENDING = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING})
 
@@ -179,16 +177,8 @@ def _event_trigger_class() -> type:
                 raise ValueError(f"poll_interval must be positive, got {poll_interval}")
 
         def serialize(self) -> tuple[str, dict[str, Any]]:
-            return (
-                f"{type(self).__module__}.DpcPipelineExecutionEventTrigger",
-                {
-                    "dpc_conn_id": self.dpc_conn_id,
-                    "project_id": self.project_id,
-                    "pipeline_name": self.pipeline_name,
-                    "environment_name": self.environment_name,
-                    "statuses": list(self.statuses),
-                    "poll_interval": self.poll_interval,
-                },
+            return flat_kwargs(
+                self, "dpc_conn_id", "project_id", "pipeline_name", "environment_name", "statuses", "poll_interval"
             )
 
         async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -227,11 +217,4 @@ if _BaseEventTrigger is not None:
     DpcPipelineExecutionEventTrigger = _event_trigger_class()
     __all__ += ["DpcPipelineExecutionEventTrigger"]
 else:
-
-    def __getattr__(name: str) -> Any:
-        if name == "DpcPipelineExecutionEventTrigger":
-            raise ImportError(
-                "DpcPipelineExecutionEventTrigger needs Airflow 3's asset watchers (BaseEventTrigger); "
-                "this Airflow has none"
-            )
-        raise AttributeError(name)
+    __getattr__ = without_event_triggers("DpcPipelineExecutionEventTrigger")

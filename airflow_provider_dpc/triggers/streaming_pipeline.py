@@ -9,13 +9,13 @@ from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from airflow_provider_dpc._compat import find_or_none
+from airflow_provider_dpc._compat import base_event_trigger, without_event_triggers
 from airflow_provider_dpc.exceptions import DpcError, DpcNotFoundError
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import check_uuid
 from airflow_provider_dpc.status import Status, StatusWatch
 from airflow_provider_dpc.status import statuses as normalised
-from airflow_provider_dpc.triggers._status import DpcStatusTrigger
+from airflow_provider_dpc.triggers._status import DpcStatusTrigger, flat_kwargs
 
 
 class DpcStreamingPipelineTrigger(DpcStatusTrigger):
@@ -42,7 +42,8 @@ class DpcStreamingPipelineTrigger(DpcStatusTrigger):
 #: The event status of a watched pipeline that does not exist (not one of DPC's statuses).
 NOT_FOUND = "NOT_FOUND"
 
-_BaseEventTrigger: Any = find_or_none("BaseEventTrigger", "airflow.triggers.base")
+
+_BaseEventTrigger: Any = base_event_trigger()
 
 
 def _event_trigger_class() -> type:
@@ -81,16 +82,7 @@ def _event_trigger_class() -> type:
             self.poll_interval = float(poll_interval)
 
         def serialize(self) -> tuple[str, dict[str, Any]]:
-            return (
-                f"{type(self).__module__}.DpcStreamingPipelineEventTrigger",
-                {
-                    "dpc_conn_id": self.dpc_conn_id,
-                    "project_id": self.project_id,
-                    "pipeline_id": self.pipeline_id,
-                    "statuses": list(self.statuses),
-                    "poll_interval": self.poll_interval,
-                },
-            )
+            return flat_kwargs(self, "dpc_conn_id", "project_id", "pipeline_id", "statuses", "poll_interval")
 
         async def run(self) -> AsyncIterator[TriggerEvent]:
             previous: str | None = None
@@ -137,11 +129,4 @@ def _event_trigger_class() -> type:
 if _BaseEventTrigger is not None:
     DpcStreamingPipelineEventTrigger = _event_trigger_class()
 else:
-
-    def __getattr__(name: str) -> Any:
-        if name == "DpcStreamingPipelineEventTrigger":
-            raise ImportError(
-                "DpcStreamingPipelineEventTrigger needs Airflow 3's asset watchers (BaseEventTrigger); "
-                "this Airflow has none"
-            )
-        raise AttributeError(name)
+    __getattr__ = without_event_triggers("DpcStreamingPipelineEventTrigger")

@@ -226,6 +226,16 @@ def test_the_executions_list_follows_its_more_tokens_newest_first(hook: DpcHook,
     assert {e.pipeline_execution_id for e in running} == set(started[1:])
 
 
+def test_a_misspelt_executions_filter_is_refused_naming_it_before_any_request(
+    hook: DpcHook, fresh_emulator: Any
+) -> None:
+    with pytest.raises(
+        TypeError, match="no executions filter is named 'pipline_name'; the filters are environment_name"
+    ):
+        next(hook.iter_pipeline_executions(PROJECT_ID, pipline_name="Long pipeline"))  # type: ignore[call-arg]
+    assert requests_to(fresh_emulator, "GET", "/v1/pipeline-executions") == 0
+
+
 def test_bad_variables_are_refused_locally_naming_each_field(hook: DpcHook, fresh_emulator: Any) -> None:
     with pytest.raises(DpcValidationError) as info:
         hook.execute_pipeline(
