@@ -195,7 +195,8 @@ def find_or_none(name: str, *places: str) -> Any:
 
 def base_event_trigger() -> Any:
     """Airflow 3's base of the triggers asset watchers run; None before asset watchers (2.x).
-    Looked up when a trigger module loads, not when a DAG is parsed."""
+    Looked up when a trigger module loads (by the triggerer, or by a DAG that declares a watcher),
+    not whenever ``_compat`` is imported."""
     return find_or_none("BaseEventTrigger", "airflow.triggers.base")
 
 

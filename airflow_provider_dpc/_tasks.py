@@ -55,9 +55,14 @@ def as_flag(value: bool | str, field: str) -> bool:
     )
 
 
+def is_template(value: object) -> bool:
+    """Whether ``value`` is a Jinja template still to be rendered when the task runs."""
+    return isinstance(value, str) and "{{" in value
+
+
 def check_flag(value: bool | str, field: str) -> bool | str:
     """``value`` as a bool when the DAG is parsed, or the template it is until the task renders it."""
-    if isinstance(value, str) and "{{" in value:
+    if is_template(value):
         return value
     return as_flag(value, field)
 

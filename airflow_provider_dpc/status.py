@@ -462,8 +462,8 @@ class PipelineRunsWatch(StatusWatch):
       such), whatever else ended before or after it;
     * otherwise, with ``fail_on_failure`` (the goal names failure statuses), the first counted
       execution that ended any other way (FAILED, FORBIDDEN, CANCELLED, SKIPPED, or a status nobody
-      documented once DPC says it finished) fails the wait; without it, it is logged once and the
-      wait goes on for a later execution;
+      documented once DPC says it finished) fails the wait; without it, it is logged once by this watch
+      and the wait goes on for a later execution;
     * runs under way are waited for. Each read records the newest counted execution's status, or
       ``NONE`` while there is none.
 
@@ -532,12 +532,17 @@ class NewEndings:
     started again (a triggerer restart) does not fire twice. Executions still under way then count
     when they end. :attr:`started_after` bounds the next read: the earliest start of an execution
     still under way, or the newest start seen, less :data:`MARGIN`, as DPC's own clock says (never
-    moving back); before any execution was seen it is None, the newest page of the list.
+    moving back). An execution under way holds it back by :data:`HOLD` at most, so one stuck for
+    days does not make every read list days of runs; the first read, and every read until one
+    execution of the pipeline is seen, reaches back :data:`HOLD` (see :meth:`since`).
     """
 
     #: How far before the newest start seen the next read reaches, for an execution the list
     #: shows a little late.
     MARGIN = timedelta(minutes=10)
+    #: How long an execution under way keeps its start in the reads; one still running after that
+    #: is not seen to end.
+    HOLD = timedelta(days=1)
 
     def __init__(self, pipeline_name: str, environment_name: str, statuses: Iterable[str]) -> None:
         self.pipeline_name = pipeline_name
@@ -546,6 +551,12 @@ class NewEndings:
         self.started_after: datetime | None = None
         self._ended: dict[str, datetime | None] = {}  # execution id -> its start
         self._first = True
+
+    def since(self, now: datetime) -> datetime:
+        """The next read's ``startedAfter``: :attr:`started_after`, or :data:`HOLD` before ``now``'s
+        hour while no execution of the pipeline has been seen (whole hours, so that the watchers of
+        one pipeline ask the same list and share its reads)."""
+        return self.started_after or (now - self.HOLD).replace(minute=0, second=0, microsecond=0)
 
     def observe(self, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
         """The executions of this list that ended since the last one, with a watched status."""
@@ -571,7 +582,8 @@ class NewEndings:
         self._first = False
         starts = [e.started for e in found if e.started is not None]
         if starts:
-            moved = min([*under_way, max(starts)]) - self.MARGIN
+            newest = max(starts)
+            moved = max(min([*under_way, newest]), newest - self.HOLD) - self.MARGIN
             if floor is None or moved > floor:
                 self.started_after = moved
             # Ended executions started before the floor are never listed again.

@@ -38,6 +38,14 @@ class Timing(enum.StrEnum):
     CLOSED = "closed"  # the window passed before the task ran: nothing to start or hold
 
 
+def _seconds(value: float) -> timedelta | None:
+    """``value`` seconds; None for one no timedelta holds (infinite, NaN, beyond 999,999,999 days)."""
+    try:
+        return timedelta(seconds=value)
+    except (OverflowError, ValueError):
+        return None
+
+
 def window_length(value: WindowLength, field: str = "window_length") -> timedelta:
     """A window's length: a timedelta, seconds (a number or a numeric string, as a template renders
     one), or an ISO 8601 duration such as ``PT10H``; positive, and in days at most (a month or a
@@ -46,13 +54,15 @@ def window_length(value: WindowLength, field: str = "window_length") -> timedelt
     if isinstance(value, timedelta):
         length = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        length = timedelta(seconds=value)
+        length = _seconds(value)
     elif isinstance(value, str) and value.strip():
         text = value.strip()
         try:
-            length = timedelta(seconds=float(text))
+            seconds = float(text)
         except ValueError:
             length = _iso_duration(text)
+        else:
+            length = _seconds(seconds)
     if length is None or length <= timedelta(0):
         raise DpcValidationError(
             f"{field} must be a positive number of seconds, a timedelta or an ISO 8601 duration "

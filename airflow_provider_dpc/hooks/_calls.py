@@ -339,17 +339,15 @@ def read_execution(
 
 
 def all_executions(
-    filters: dict[str, str], pipeline_name: str | None, *, limit: int = MAX_PAGE_SIZE, max_pages: int | None = None
+    filters: dict[str, str], pipeline_name: str | None, *, limit: int = MAX_PAGE_SIZE
 ) -> Plan[list[PipelineExecution]]:
-    """Every execution the list's filters find, following its ``more`` tokens (at most ``max_pages``
-    pages, newest first), those of the pipeline named only."""
+    """Every execution the list's filters find, following its ``more`` tokens (newest first), those
+    of the pipeline named only."""
     found: list[PipelineExecution] = []
     token: str | None = None
-    pages = 0
     while True:
         page: TokenPage[PipelineExecution] = yield list_executions(filters, limit, token)
         found += of_pipeline(page.results, pipeline_name)
-        pages += 1
-        if not page.more or (max_pages is not None and pages >= max_pages):
+        if not page.more:
             return found
         token = page.more

@@ -654,14 +654,13 @@ class DpcHook(_compat.BaseHook):
         pipeline_name: str,
         environment_name: str,
         started_after: datetime | str | None = None,
-        max_pages: int | None = None,
     ) -> list[PipelineExecution]:
         """Every execution of a pipeline in an environment started after ``started_after``, newest
-        first, as a wait on the pipeline's runs reads them (every page, or the first ``max_pages``)."""
+        first, as a wait on the pipeline's runs reads them (every page)."""
         filters = _calls.execution_filters(
             project_id, pipeline_name=pipeline_name, environment_name=environment_name, started_after=started_after
         )
-        return self._follow(_calls.all_executions(filters, pipeline_name, max_pages=max_pages))
+        return self._follow(_calls.all_executions(filters, pipeline_name))
 
     async def alist_pipeline_executions(
         self,
@@ -670,7 +669,6 @@ class DpcHook(_compat.BaseHook):
         pipeline_name: str,
         environment_name: str,
         started_after: datetime | str | None = None,
-        max_pages: int | None = None,
         max_age: float = 0.0,
     ) -> list[PipelineExecution]:
         """Async twin of :meth:`list_pipeline_executions`. Callers of the event loop asking the same
@@ -679,8 +677,8 @@ class DpcHook(_compat.BaseHook):
         filters = _calls.execution_filters(
             project_id, pipeline_name=pipeline_name, environment_name=environment_name, started_after=started_after
         )
-        key = ("executions", tuple(sorted(filters.items())), max_pages)
-        plan = functools.partial(_calls.all_executions, filters, pipeline_name, max_pages=max_pages)
+        key = ("executions", tuple(sorted(filters.items())))
+        plan = functools.partial(_calls.all_executions, filters, pipeline_name)
         return await self._shared(key, lambda: self._afollow(plan()), max_age)
 
     # ---- DPC's own schedules -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from airflow_provider_dpc._tasks import (
     ProjectTaskMixin,
     check_flag,
     check_wait_arguments,
+    is_template,
 )
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import PipelineCommand, PipelineStatus
@@ -250,7 +251,8 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _TimedPipel
 
     With ``window_length`` it opens a scheduled window (see :mod:`airflow_provider_dpc.windows`):
     the window runs from when the task's run was due for that long, and once it has passed the task
-    sends nothing (not even a read) and succeeds, saying so in its log.
+    sends nothing (not even a read) and succeeds, saying so in its log, returning None instead of
+    the pipeline id.
 
     :param wait_for_streaming: wait for STREAMING (default) or return once START is accepted.
     :param grace_period: seconds after START during which NOT_RUNNING is not yet a failure.
@@ -460,7 +462,11 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
             self.log.info("%s", window.explain())
         project_id, pipeline_id = self._find(context)
         if time.time() >= deadline:
-            self.log.info("the hold of pipeline %s ended at %s, before it began", pipeline_id, self.until)
+            self.log.info(
+                "the hold of pipeline %s ended at %s, before it began",
+                pipeline_id,
+                datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
+            )
             return HoldRecord().outcome()
         self.log.info(
             "holding pipeline %s in STREAMING until %s (max_restarts=%d)",
@@ -536,7 +542,7 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
 
 def _checked_length(length: WindowLength | None) -> WindowLength | None:
     """A window length checked when the DAG is parsed, unless a template renders it later."""
-    if length is not None and not (isinstance(length, str) and "{{" in length):
+    if length is not None and not is_template(length):
         from airflow_provider_dpc.windows import window_length
 
         window_length(length)
@@ -551,15 +557,12 @@ def _window(context: Context, length: WindowLength) -> Window:
 
 def _epoch(until: datetime | str) -> float:
     """``until`` as epoch seconds; a naive datetime or string is UTC."""
-    moment = until if isinstance(until, datetime) else None
+    from airflow_provider_dpc.models import parse_time
+
+    moment = parse_time(until)
     if moment is None:
-        try:
-            moment = datetime.fromisoformat(str(until).strip())
-        except ValueError:
-            raise DpcValidationError(
-                f"until must be a datetime or an ISO 8601 string, got {until!r}",
-                errors=[FieldError("until", "must be an ISO 8601 date and time")],
-            ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        raise DpcValidationError(
+            f"until must be a datetime or an ISO 8601 string, got {until!r}",
+            errors=[FieldError("until", "must be an ISO 8601 date and time")],
+        )
     return moment.timestamp()

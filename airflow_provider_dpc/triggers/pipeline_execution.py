@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
@@ -133,13 +134,14 @@ def _event_trigger_class() -> type:
     class DpcPipelineExecutionEventTrigger(_BaseEventTrigger):
         """Fires once per execution of a published pipeline that ends with one of ``statuses``
         (SUCCESS by default), for Airflow 3's asset watchers: ``AssetWatcher(name=...,
-        trigger=DpcPipelineExecutionEventTrigger(...))`` on ``pipeline_runs_uri(project, name)``.
+        trigger=DpcPipelineExecutionEventTrigger(...))`` on ``published_pipeline_uri(project, name)``.
 
         Whoever started the execution (DPC's own scheduler, a user in DPC, another DAG) it counts,
         by the pipeline name rule (``Pipeline 1`` is never ``Pipeline 10``). It reads the account's
-        executions list once per ``poll_interval``; its first read is its starting point, so an
-        execution that ended before the watcher started (or started again, after a triggerer
-        restart) never fires, and one under way then fires when it ends. Never twice for one
+        executions list once per ``poll_interval``, back to the earliest run under way (a day at
+        most: :class:`~airflow_provider_dpc.status.NewEndings`); its first read is its starting
+        point, so an execution that ended before the watcher started (or started again, after a
+        triggerer restart) never fires, and one under way then fires when it ends. Never twice for one
         execution. The event's payload: ``project_id``, ``pipeline_name``, ``environment_name``,
         ``pipeline_execution_id``, ``status``, ``started_at``, ``finished_at`` (as DPC wrote them)
         and ``message``. Its kwargs are flat (strings, a list, a number: Airflow 3.2 hands an asset
@@ -190,8 +192,7 @@ def _event_trigger_class() -> type:
                             self.project_id,
                             pipeline_name=self.pipeline_name,
                             environment_name=self.environment_name,
-                            started_after=endings.started_after,
-                            max_pages=1 if endings.started_after is None else None,  # the newest first
+                            started_after=endings.since(datetime.now(UTC)),
                             max_age=self.poll_interval,
                         )
                         ended = endings.observe(found)

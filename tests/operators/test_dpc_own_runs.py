@@ -354,6 +354,16 @@ def test_an_event_fires_once_per_run_ended_after_the_first_read() -> None:
     assert endings.started_after == datetime(2026, 2, 2, 21, 30, tzinfo=UTC)  # never moves back
 
 
+def test_a_run_under_way_holds_the_reads_back_a_day_at_most() -> None:
+    endings = NewEndings("Pipeline 1", ENV, ["SUCCESS"])
+    now = datetime(2026, 2, 5, 9, 41, 7, tzinfo=UTC)
+    assert endings.since(now) == datetime(2026, 2, 4, 9, tzinfo=UTC)  # nothing seen: a day back, whole hours
+    stuck = execution("stuck", "RUNNING", "2026-02-02T08:00Z")
+    assert endings.observe([execution("new", "RUNNING", "2026-02-05T09:00Z"), stuck]) == []
+    assert endings.since(now) == datetime(2026, 2, 4, 8, 50, tzinfo=UTC)  # the newest start less a day and the margin
+    assert endings.started_after == endings.since(now)
+
+
 def test_the_default_moment_is_the_runs_data_interval_end() -> None:
     end = datetime(2026, 1, 2, tzinfo=UTC)
     wait = sensor()
