@@ -37,7 +37,7 @@ every_marker = $(if $(filter $(1),$(OLDEST_LINE)),every_line,every_line and not 
 # pyenv's 3.13 when there is one (its shim answers only for the global version), else PATH's.
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 
-.PHONY: install demo test check lint typecheck test-newest test-lines test-py313 constraints clean browser-deps \
+.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-processes test-lines test-py313 constraints clean browser-deps \
 	$(addprefix test-airflow-,$(AIRFLOW_LINES))
 
 $(UV):
@@ -81,9 +81,17 @@ typecheck: install
 check: lint typecheck
 	$(VENV)/bin/python -m pytest -q -m "not scheduler and not edge_lines and not slow" $(PYTEST_ARGS)
 
-# The newest line: the whole suite, the browser test (tests/browser) included.
-test-newest: install browser-deps
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+# The newest line: the whole suite, in two sessions that run at once under `make -j` (each with its
+# own emulator): the tests that start Airflow's processes (the real scheduler and triggerer, and the
+# browser test's `airflow standalone`), and everything else.
+NEWEST_APART := tests/cluster tests/browser
+test-newest: test-newest-rest test-newest-processes
+
+test-newest-rest: install
+	$(VENV)/bin/python -m pytest $(addprefix --ignore=,$(NEWEST_APART)) $(PYTEST_ARGS)
+
+test-newest-processes: install browser-deps
+	$(VENV)/bin/python -m pytest $(NEWEST_APART) $(PYTEST_ARGS)
 
 # The browser test drives Debian's Chromium (never a browser Playwright would download): installed
 # here with apt-get where it is missing and this user may; otherwise the test is skipped, saying so.
@@ -105,13 +113,15 @@ test-py313: .venv-py3.13/.installed
 
 test-lines: $(addprefix test-airflow-,$(OLDER_LINES)) test-py313
 
-# The suites wait on the emulator and on Airflow's processes more than they compute, so two run at
-# once; each one's output is printed whole when it ends.
-TEST_JOBS ?= 2
+# The suites wait on the emulator and on Airflow's processes more than they compute (two at once
+# keep 2 cores 60% busy), so four run at once; each one's output is printed whole when it ends.
+# Lint and type checks (seconds) start first, then the longest suites; any failure fails `make test`.
+TEST_JOBS ?= 4
 
 # test-wheel (mk/dist.mk): the quickstart from the built wheel, installed in a venv of its own.
-test: lint typecheck
-	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-newest test-lines test-wheel
+test: install
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target lint typecheck \
+		test-newest-rest test-newest-processes $(addprefix test-airflow-,$(OLDER_LINES)) test-py313 test-wheel
 
 # Resolve every line's dependencies as of its release day (see AIRFLOW_LINES above).
 constraints: | $(UV)
