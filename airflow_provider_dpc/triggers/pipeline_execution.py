@@ -185,6 +185,7 @@ def _event_trigger_class() -> type:
 
         async def run(self) -> AsyncIterator[TriggerEvent]:
             endings = NewEndings(self.pipeline_name, self.environment_name, self.statuses)
+            first = True
             async with DpcHook(self.dpc_conn_id) as hook:
                 while True:
                     try:
@@ -199,6 +200,14 @@ def _event_trigger_class() -> type:
                     except DpcError as exc:
                         self.log.warning("DPC pipeline %r: executions not read (%s)", self.pipeline_name, exc)
                     else:
+                        if first and endings.started_after is None:  # a misspelt name reads nothing, ever
+                            self.log.warning(
+                                "DPC pipeline %r: no execution in environment %r started in the last day; "
+                                "check both names (the watch goes on)",
+                                self.pipeline_name,
+                                self.environment_name,
+                            )
+                        first = False
                         for execution in ended:
                             self.log.info(
                                 "DPC pipeline %r: execution %s ended %s",

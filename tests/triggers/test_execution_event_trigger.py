@@ -90,6 +90,23 @@ async def test_fires_once_per_successful_run_ended_after_it_started(conn_env: An
 
 
 @needs_watchers
+async def test_a_name_no_execution_has_is_warned_about_once(
+    conn_env: Any, fresh_emulator: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    conn_env("matillion_dpc_default")
+    events = trigger("Pipline 1", poll_interval=0.1).run()  # misspelt
+    nxt = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0.8)  # several reads
+    assert not nxt.done()
+    nxt.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await nxt
+    logged = caplog.text + "".join(capfd.readouterr())  # Airflow 3's structlog writes to the console
+    warning = "DPC pipeline 'Pipline 1': no execution in environment 'Environment-1' started in the last day"
+    assert logged.count(warning) == 1
+
+
+@needs_watchers
 async def test_it_fires_for_the_statuses_it_is_given(conn_env: Any, fresh_emulator: Any) -> None:
     conn_env("matillion_dpc_default")
     events = trigger(statuses=["failed", "forbidden"], poll_interval=0.1).run()
