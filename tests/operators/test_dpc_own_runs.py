@@ -22,7 +22,7 @@ from airflow_provider_dpc.models import ExecutionStatus, PipelineExecution, Sche
 from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecutionSensor
 from airflow_provider_dpc.status import NewEndings, PipelineRunsWatch, Verdict, runs_goal
 from airflow_provider_dpc.triggers.pipeline_execution import DpcNextPipelineExecutionTrigger
-from tests.guide import PROJECT_ID
+from tests.guide import FAST_RETRIES, PROJECT_ID
 from tests.task_runner import RecordingTI, first_event, run_task
 
 try:
@@ -32,28 +32,10 @@ except ImportError:  # Airflow 2.11
 
 pytestmark = pytest.mark.every_line
 
-FAST = {"max_attempts": 5, "backoff_base": 0.05, "backoff_max": 0.2, "max_elapsed": 20}
 ENV = "Environment-1"
 NIGHTLY = "5c0e8f3a-7b1d-4e2a-9c6f-1a2b3c4d5e01"  # the seed's schedule of "Pipeline 1"
 HOURLY_10 = "5c0e8f3a-7b1d-4e2a-9c6f-1a2b3c4d5e02"  # ... and of "Pipeline 10"
 LIST = "GET /dpc/v1/pipeline-executions"
-
-
-@pytest.fixture(autouse=True)
-def default_conn(conn_env: Any) -> str:
-    return conn_env("matillion_dpc_default")
-
-
-@pytest.fixture
-def hook(default_conn: str, fresh_emulator: Any) -> DpcHook:
-    return DpcHook(default_conn, retry_policy=FAST)
-
-
-@pytest.fixture(params=["observed", "documented"])
-def shape(request: pytest.FixtureRequest, fresh_emulator: Any) -> str:
-    """The emulator answering as the service does (times with five fractional digits) or as its reference shows."""
-    fresh_emulator.configure(api_shape=request.param)
-    return str(request.param)
 
 
 def now_moment() -> datetime:
@@ -72,7 +54,7 @@ def sensor(**kwargs: Any) -> DpcPipelineExecutionSensor:
         "environment_name": ENV,
         "poke_interval": 0.2,
         "timeout": 30,  # guards the test only: each wait ends well before
-        "dpc_retry_policy": FAST,
+        "dpc_retry_policy": FAST_RETRIES,
         **kwargs,
     }
     return DpcPipelineExecutionSensor(**options)

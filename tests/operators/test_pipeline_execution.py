@@ -41,7 +41,7 @@ from airflow_provider_dpc.operators.pipeline_execution import STATE_KEY, DpcRunP
 from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecutionSensor
 from airflow_provider_dpc.status import StatusWatch, execution_goal
 from airflow_provider_dpc.triggers.pipeline_execution import DpcPipelineExecutionTrigger
-from tests.guide import PROJECT_ID, ROOT, requests_to
+from tests.guide import FAST_RETRIES, PROJECT_ID, ROOT, requests_to
 from tests.task_runner import RecordingTI, first_event, run_task
 
 try:
@@ -51,29 +51,11 @@ except ImportError:  # Airflow 2.11
 
 pytestmark = pytest.mark.every_line
 
-FAST = {"max_attempts": 5, "backoff_base": 0.05, "backoff_max": 0.2, "max_elapsed": 20}
 ENV = "Environment-1"
 
 
-@pytest.fixture(autouse=True)
-def default_conn(conn_env: Any) -> str:
-    return conn_env("matillion_dpc_default")
-
-
-@pytest.fixture
-def hook(default_conn: str, fresh_emulator: Any) -> DpcHook:
-    return DpcHook(default_conn, retry_policy=FAST)
-
-
-@pytest.fixture(params=["observed", "documented"])
-def shape(request: pytest.FixtureRequest, fresh_emulator: Any) -> str:
-    """The emulator answering executions as the service does (observed) or as its reference shows."""
-    fresh_emulator.configure(api_shape=request.param)
-    return str(request.param)
-
-
 def run_op(pipeline: str, **kwargs: Any) -> DpcRunPipelineOperator:
-    options = {"project_id": PROJECT_ID, "poll_interval": 0.1, "dpc_retry_policy": FAST, **kwargs}
+    options = {"project_id": PROJECT_ID, "poll_interval": 0.1, "dpc_retry_policy": FAST_RETRIES, **kwargs}
     return DpcRunPipelineOperator(task_id="run", pipeline_name=pipeline, environment_name=ENV, **options)
 
 
@@ -170,7 +152,7 @@ def test_steps_follow_total_where_the_service_serves_fewer_than_asked() -> None:
         ]
         return httpx.Response(200, json={"page": page, "size": 50, "total": 120, "results": steps})
 
-    hook = DpcHook("dpc_offline", retry_policy=FAST)
+    hook = DpcHook("dpc_offline", retry_policy=FAST_RETRIES)
     hook._settings = ConnectionSettings(
         conn_id="dpc_offline", base_url="http://dpc.offline/dpc", token_url="http://dpc.offline/token",
         audience="https://api.matillion.com", static_token="offline-static-token",
@@ -438,7 +420,7 @@ def test_killing_a_polling_task_cancels_its_execution(hook: DpcHook) -> None:
 
 
 def execution_trigger(execution_id: str, **kwargs: Any) -> DpcPipelineExecutionTrigger:
-    options = {"poll_interval": 0.1, "started_at": time.time(), "retry_policy": FAST, **kwargs}
+    options = {"poll_interval": 0.1, "started_at": time.time(), "retry_policy": FAST_RETRIES, **kwargs}
     return DpcPipelineExecutionTrigger(
         dpc_conn_id="matillion_dpc_default",
         project_id=PROJECT_ID,

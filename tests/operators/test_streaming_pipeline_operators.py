@@ -39,7 +39,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
 )
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
-from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to, wait_for_status
+from tests.guide import FAST_RETRIES, GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to, wait_for_status
 from tests.task_runner import RecordingTI, first_event, run_task
 
 try:
@@ -49,21 +49,8 @@ except ImportError:  # Airflow 2.11
 
 pytestmark = pytest.mark.every_line
 
-FAST = {"max_attempts": 5, "backoff_base": 0.05, "backoff_max": 0.2, "max_elapsed": 20}
-
 
 run = run_task
-
-
-@pytest.fixture(autouse=True)
-def default_conn(conn_env: Any) -> str:
-    """The operators' default connection, ``matillion_dpc_default``, points at the emulator."""
-    return conn_env("matillion_dpc_default")
-
-
-@pytest.fixture
-def hook(default_conn: str) -> DpcHook:
-    return DpcHook(default_conn, retry_policy=FAST)
 
 
 @pytest.fixture
@@ -72,7 +59,7 @@ def pipeline(hook: DpcHook, fresh_emulator: Any) -> str:
 
 
 def common(**kwargs: Any) -> dict[str, Any]:
-    return {"project_id": PROJECT_ID, "poll_interval": 0.1, "dpc_retry_policy": FAST, **kwargs}
+    return {"project_id": PROJECT_ID, "poll_interval": 0.1, "dpc_retry_policy": FAST_RETRIES, **kwargs}
 
 
 def test_create_returns_the_id_and_pushes_it_with_the_link(hook: DpcHook, fresh_emulator: Any) -> None:
@@ -172,7 +159,7 @@ def test_start_by_names(hook: DpcHook, pipeline: str) -> None:
         project_name="Test-project",
         pipeline_name="ops",
         poll_interval=0.1,
-        dpc_retry_policy=FAST,
+        dpc_retry_policy=FAST_RETRIES,
     )
     assert run(start) == pipeline
 
@@ -234,7 +221,7 @@ def test_delete_missing(fresh_emulator: Any) -> None:
 
 
 def sensor(pipeline: str, **kwargs: Any) -> DpcStreamingPipelineSensor:
-    options = {"poke_interval": 0.1, "timeout": 20, "dpc_retry_policy": FAST, **kwargs}
+    options = {"poke_interval": 0.1, "timeout": 20, "dpc_retry_policy": FAST_RETRIES, **kwargs}
     return DpcStreamingPipelineSensor(task_id="w", project_id=PROJECT_ID, pipeline_id=pipeline, **options)
 
 
@@ -322,7 +309,7 @@ def test_trigger_reports_api_errors_as_an_event(fresh_emulator: Any, default_con
         goal={"target": ["STREAMING"]},
         poll_interval=0.1,
         started_at=time.time(),
-        retry_policy=FAST,
+        retry_policy=FAST_RETRIES,
     )
     event = asyncio.run(first_event(trigger)).payload
     assert event["verdict"] == "error"
