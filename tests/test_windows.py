@@ -83,7 +83,9 @@ def test_window_lengths(value: Any, seconds: float) -> None:
     assert window_length(timedelta(seconds=seconds)) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("value", [0, -5, "", "soon", "P1M", "2026-01-01", True, None])
+@pytest.mark.parametrize(
+    "value", [0, -5, "", "soon", "P1M", "2026-01-01", True, None, float("inf"), float("nan"), 1e20, "1e20"]
+)
 def test_a_bad_window_length_is_named(value: Any) -> None:
     with pytest.raises(DpcValidationError, match=r"window_length must be a positive number of seconds") as caught:
         window_length(value)
