@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import importlib.util
 import json
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.guide import FIXTURES, PROJECT_ID, ROOT
+from tests.guide import FIXTURES, PROJECT_ID, ROOT, requests_to
 
 pytestmark = pytest.mark.every_line
 
@@ -37,6 +38,17 @@ async def run(emulator: Any, *args: Any, **kwargs: Any) -> str:
     return str(started["pipelineExecutionId"])
 
 
+async def reads(emulator: Any, more: int, within: float = 10) -> None:
+    """Until the watchers have made ``more`` list reads beyond those made so far (a watcher reads
+    one after another, so its second read means its first was judged)."""
+    count = functools.partial(requests_to, emulator, "GET", "/v1/pipeline-executions")
+    target = await asyncio.to_thread(count) + more
+    deadline = time.monotonic() + within
+    while await asyncio.to_thread(count) < target:
+        assert time.monotonic() < deadline, f"{more} more reads of the executions list within {within} s"
+        await asyncio.sleep(0.05)
+
+
 async def until(probe: Any, within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not probe():
@@ -48,8 +60,7 @@ async def until(probe: Any, within: float, what: str) -> None:
 async def test_fires_once_per_successful_run_ended_after_it_started(conn_env: Any, fresh_emulator: Any) -> None:
     conn_env("matillion_dpc_default")
     earlier = await run(fresh_emulator, "Pipeline 1", ENV, seconds=0)
-    under_way = await run(fresh_emulator, "Pipeline 1", ENV, seconds=1.5)  # running when the watcher starts
-    await asyncio.sleep(0.1)
+    under_way = await run(fresh_emulator, "Pipeline 1", ENV, seconds=3)  # running when the watcher starts
     payloads: list[dict[str, Any]] = []
     events = trigger(poll_interval=0.1).run()
 
@@ -58,13 +69,13 @@ async def test_fires_once_per_successful_run_ended_after_it_started(conn_env: An
             payloads.append(event.payload)
 
     collector = asyncio.ensure_future(collect())
-    await asyncio.sleep(0.5)  # its first read, the starting point, is done
+    await reads(fresh_emulator, 2)  # its first read, the starting point, is done
     assert payloads == []  # the run that ended before it started never fires
     failed = await run(fresh_emulator, "Pipeline 1", ENV, outcome="FAILED", seconds=0, message="Warehouse suspended")
     await run(fresh_emulator, "Pipeline 10", ENV, seconds=0)  # a name that merely contains the one watched
     succeeded = await run(fresh_emulator, "Pipeline 1", ENV, seconds=0.2)
     await until(lambda: len(payloads) >= 2, 10, "two events")
-    await asyncio.sleep(1.0)  # ten more polls: nothing fires twice, nor for the failed run
+    await reads(fresh_emulator, 5)  # more polls: nothing fires twice, nor for the failed run
     collector.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await collector
@@ -82,7 +93,7 @@ async def test_fires_once_per_successful_run_ended_after_it_started(conn_env: An
     # A watcher started again, as after a triggerer restart, fires for none of them.
     again = trigger(poll_interval=0.1).run()
     nxt = asyncio.ensure_future(anext(again))
-    await asyncio.sleep(0.8)
+    await reads(fresh_emulator, 4)
     assert not nxt.done()
     nxt.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -105,7 +116,7 @@ async def test_a_name_no_execution_has_is_warned_about_once(
     events = trigger("Pipline 1", poll_interval=0.1).run()  # misspelt
     nxt = asyncio.ensure_future(anext(events))
     await until(lambda: warned() >= 1, 10, "the warning")
-    await asyncio.sleep(0.6)  # several more reads
+    await reads(fresh_emulator, 4)
     assert not nxt.done()
     nxt.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -118,7 +129,7 @@ async def test_it_fires_for_the_statuses_it_is_given(conn_env: Any, fresh_emulat
     conn_env("matillion_dpc_default")
     events = trigger(statuses=["failed", "forbidden"], poll_interval=0.1).run()
     nxt = asyncio.ensure_future(anext(events))
-    await asyncio.sleep(0.4)
+    await reads(fresh_emulator, 2)  # its starting point
     await run(fresh_emulator, "Pipeline 1", ENV, seconds=0)
     forbidden = await run(fresh_emulator, "Pipeline 1", ENV, outcome="FORBIDDEN", seconds=0, message="Not permitted")
     payload = (await asyncio.wait_for(nxt, 10)).payload
