@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 try:
@@ -51,6 +53,17 @@ def run_task(task: Any, ti: RecordingTI | None = None, **context_extra: Any) -> 
 #: Seconds a test waits for a trigger's event: well under pytest's timeout, so a trigger that never
 #: fires fails the test naming what it waited for instead of hanging it.
 EVENT_DEADLINE = 120.0
+
+
+async def no_event_while(events: AsyncIterator[Any], meanwhile: Awaitable[Any]) -> None:
+    """Asserts that ``events`` (a trigger's run) yields nothing while ``meanwhile`` runs, then stops
+    waiting on it."""
+    nxt = asyncio.ensure_future(anext(events))
+    await meanwhile
+    assert not nxt.done(), f"the trigger fired or ended while nothing should have happened: {nxt!r}"
+    nxt.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await nxt
 
 
 async def first_event(trigger: Any, within: float = EVENT_DEADLINE) -> Any:

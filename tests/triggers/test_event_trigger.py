@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import json
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
 from tests.guide import FIXTURES, PROJECT_ID, guide_body, wait_for_status
+from tests.task_runner import no_event_while
 
 pytestmark = pytest.mark.every_line
 
@@ -69,13 +69,7 @@ async def test_fires_once_per_drop_never_while_the_pipeline_stays_down(streaming
 async def test_a_pipeline_already_down_at_start_does_not_fire(conn_env: Any, fresh_emulator: Any) -> None:
     conn_env("matillion_dpc_default")
     pipeline_id = DpcHook().create_streaming_pipeline(PROJECT_ID, guide_body("down")).streaming_pipeline_id
-    events = trigger(pipeline_id, poll_interval=0.1).run()
-    nxt = asyncio.ensure_future(anext(events))
-    await asyncio.sleep(0.8)
-    assert not nxt.done()
-    nxt.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await nxt
+    await no_event_while(trigger(pipeline_id, poll_interval=0.1).run(), asyncio.sleep(0.8))
 
 
 @needs_watchers
@@ -90,12 +84,7 @@ async def test_a_pipeline_that_does_not_exist_fires_once_with_not_found(
     assert list(first) == STORED_PAYLOAD_KEYS
     logged = caplog.text + "".join(capfd.readouterr())  # Airflow 3's structlog writes to the console
     assert f"streaming pipeline {missing} does not exist in project {PROJECT_ID}" in logged
-    again = asyncio.ensure_future(anext(events))
-    await asyncio.sleep(0.8)  # several more reads of the missing pipeline: no second event
-    assert not again.done()
-    again.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await again
+    await no_event_while(events, asyncio.sleep(0.8))  # several more reads of the missing pipeline: no second event
 
 
 @needs_watchers

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.guide import FIXTURES, PROJECT_ID, ROOT, requests_to
+from tests.task_runner import no_event_while
 
 pytestmark = pytest.mark.every_line
 
@@ -91,13 +92,7 @@ async def test_fires_once_per_successful_run_ended_after_it_started(conn_env: An
     assert first["message"] is None
 
     # A watcher started again, as after a triggerer restart, fires for none of them.
-    again = trigger(poll_interval=0.1).run()
-    nxt = asyncio.ensure_future(anext(again))
-    await reads(fresh_emulator, 4)
-    assert not nxt.done()
-    nxt.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await nxt
+    await no_event_while(trigger(poll_interval=0.1).run(), reads(fresh_emulator, 4))
 
 
 @needs_watchers
@@ -113,14 +108,11 @@ async def test_a_name_no_execution_has_is_warned_about_once(
         console.append("".join(capfd.readouterr()))
         return max(caplog.text.count(warning), "".join(console).count(warning))
 
-    events = trigger("Pipline 1", poll_interval=0.1).run()  # misspelt
-    nxt = asyncio.ensure_future(anext(events))
-    await until(lambda: warned() >= 1, 10, "the warning")
-    await reads(fresh_emulator, 4)
-    assert not nxt.done()
-    nxt.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await nxt
+    async def warned_then_read_on() -> None:
+        await until(lambda: warned() >= 1, 10, "the warning")
+        await reads(fresh_emulator, 4)
+
+    await no_event_while(trigger("Pipline 1", poll_interval=0.1).run(), warned_then_read_on())  # misspelt
     assert warned() == 1
 
 
