@@ -113,15 +113,18 @@ test-py313: .venv-py3.13/.installed
 
 test-lines: $(addprefix test-airflow-,$(OLDER_LINES)) test-py313
 
-# The suites wait on the emulator and on Airflow's processes more than they compute (two at once
-# keep 2 cores 60% busy), so four run at once; each one's output is printed whole when it ends.
-# Lint and type checks (seconds) start first, then the longest suites; any failure fails `make test`.
+# Two phases. First the suites that start Airflow's own processes (the real scheduler and triggerer,
+# the browser test's `airflow standalone`), beside only lint and type checks (seconds): a scheduler
+# loop that shares 2 cores with three busy suites can leave a triggered run queued past any wait.
+# Then every other suite, four at once (they wait on the emulator and on Airflow more than they
+# compute); each one's output is printed whole when it ends, and any failure fails `make test`.
 TEST_JOBS ?= 4
+LATER_SUITES := test-newest-rest $(addprefix test-airflow-,$(OLDER_LINES)) test-py313 test-wheel
 
 # test-wheel (mk/dist.mk): the quickstart from the built wheel, installed in a venv of its own.
 test: install
-	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target lint typecheck \
-		test-newest-rest test-newest-processes $(addprefix test-airflow-,$(OLDER_LINES)) test-py313 test-wheel
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck test-newest-processes
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(LATER_SUITES)
 
 # Resolve every line's dependencies as of its release day (see AIRFLOW_LINES above).
 constraints: | $(UV)

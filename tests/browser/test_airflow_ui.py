@@ -107,6 +107,16 @@ def quickstart_run(
     saved_connection: dict[str, Any], browser: Any, standalone: AirflowStandalone, emulator: Any
 ) -> dict[str, Any]:
     """The quickstart triggered from its trigger form, deferred, waited on until it ends."""
+    # The scheduler starts a queued run only if its DAG is unpaused (the query of
+    # DagRun.get_queued_dag_runs_to_set_running joins DagModel.is_paused == false) and logs nothing of
+    # one it skips: the run stays queued, its tasks without a state. The form's "Unpause ... on
+    # trigger" box sends its PATCH beside the run's POST, unretried (SQLite, busy with every
+    # component's heartbeat, can answer "database is locked") and unawaited (the page closes once the
+    # POST answers). So the DAG is parsed and unpaused here first (retried), with the scheduler and
+    # the triggerer heartbeating now, not only when the standalone started.
+    standalone.wait_for_dag(DAG_ID)
+    standalone.unpause(DAG_ID)
+    standalone.wait_healthy()
     page = browser.new_page()
     try:
         page.goto(f"{standalone.base_url}/dags/{DAG_ID}", wait_until="networkidle")
@@ -117,13 +127,15 @@ def quickstart_run(
         switch.locator("xpath=..").click()
         assert switch.is_checked()
         with page.expect_response(lambda r: r.url.endswith("/dagRuns") and r.request.method == "POST") as answer:
-            dialog.get_by_role("button", name="Trigger").click()  # "Unpause ... on trigger" is ticked
+            dialog.get_by_role("button", name="Trigger").click()
+        assert answer.value.ok, answer.value.text()
         run = answer.value.json()
     except BaseException:
         keep_artifacts("triggering_the_quickstart", page, standalone)
         raise
     finally:
         page.close()
+    standalone.runs.append((DAG_ID, run["dag_run_id"]))  # so a failing wait or test reports this run
     state, seen = standalone.wait_for_run(DAG_ID, run["dag_run_id"], timeout=RUN_TIMEOUT)
     tokens = httpx.get(f"{emulator.admin_url}/tokens", timeout=10).json()["tokens"]
     return {**run, "final_state": state, "states_seen": seen, "tokens": tokens, "stats": emulator.stats()}
