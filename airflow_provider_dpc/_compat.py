@@ -34,11 +34,13 @@ __all__ = [
     "aextra_dejson",
     "aget_connection",
     "amask_secret",
+    "asset_state_accessors",
     "conf",
     "data_interval_end",
     "get_xcom_value",
     "mask_secret",
     "scheduled_time",
+    "task_state_store",
 ]
 
 # name -> the modules that may hold it, newest first.
@@ -191,6 +193,25 @@ def find_or_none(name: str, *places: str) -> Any:
         return find(name, *places)
     except ImportError:
         return None
+
+
+def task_state_store(context: Mapping[str, Any]) -> Any:
+    """The task's state store, kept across its tries (``get``/``set``): Airflow 3.3+'s
+    ``task_state_store``; None where Airflow has none."""
+    return context.get("task_state_store")
+
+
+def asset_state_accessors(trigger: Any) -> list[Any]:
+    """The state stores of the assets an asset watcher's trigger watches, one per asset, each with
+    ``aget``/``aset``: what Airflow's triggerer gives a watcher before ``run()`` (3.3+,
+    ``asset_state_store``). None before 3.3, nor for a trigger run outside a triggerer."""
+    store = getattr(trigger, "asset_state_store", None)
+    if store is None:
+        return []
+    # One accessor per asset (a trigger two assets' watchers share watches both); the mapping
+    # answers aget/aset itself only when it holds one.
+    each = [*getattr(store, "_by_name", {}).values(), *getattr(store, "_by_uri", {}).values()]
+    return each or [store]
 
 
 def base_event_trigger() -> Any:

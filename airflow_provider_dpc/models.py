@@ -612,6 +612,23 @@ def pipeline_candidates(asked: str, answered: Iterable[str | None]) -> list[str]
     return list(dict.fromkeys(name for name in answered if name is not None and same_pipeline(asked, name)))
 
 
+def closest_pipelines(asked: str, answered: Iterable[str | None]) -> tuple[list[str], list[str]]:
+    """The names among ``answered`` that are the pipeline ``asked`` and match it most closely, and
+    the others that match it less closely: equal first, then equal without the file suffix, then
+    equal only once the folder is dropped. For a watch that goes on beside a stray pipeline of the
+    same name in another folder (``scratch/load.orch.yaml`` while ``load`` runs): the closest names
+    are watched and the others reported. More than one closest name is still a conflict."""
+    candidates = pipeline_candidates(asked, answered)
+
+    def distance(name: str) -> int:
+        if name == asked:
+            return 0
+        return 1 if _pipeline_key(name, True) == _pipeline_key(asked, True) else 2
+
+    best = min(map(distance, candidates), default=0)
+    return [n for n in candidates if distance(n) == best], [n for n in candidates if distance(n) != best]
+
+
 def require_one_pipeline(
     asked: str, answered: Iterable[str | None], environment_name: str, *, field: str, doing: str
 ) -> None:

@@ -439,15 +439,22 @@ def execution_event(project_id: str, pipeline_name: str, environment_name: str, 
 def _of_pipeline(asked: str, environment_name: str, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
     """The executions of the pipeline ``asked`` names in ``environment_name``, by the one name rule;
     a name standing for two pipelines (``load`` in two folders) is a conflict, never a guess."""
-    from airflow_provider_dpc.models import require_one_pipeline, same_pipeline
+    from airflow_provider_dpc.models import require_one_pipeline
 
-    found = [
+    found = _named(asked, environment_name, executions)
+    require_one_pipeline(asked, (e.pipeline_name for e in found), environment_name, field="pipeline_name", doing="run")
+    return found
+
+
+def _named(asked: str, environment_name: str, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
+    """The executions in ``environment_name`` of every pipeline the name ``asked`` stands for."""
+    from airflow_provider_dpc.models import same_pipeline
+
+    return [
         e
         for e in executions
         if same_pipeline(asked, e.pipeline_name) and e.environment_name in (None, environment_name)
     ]
-    require_one_pipeline(asked, (e.pipeline_name for e in found), environment_name, field="pipeline_name", doing="run")
-    return found
 
 
 class PipelineRunsWatch(StatusWatch):
@@ -524,18 +531,13 @@ class PipelineRunsWatch(StatusWatch):
         return Reading(counted[-1].status if counted else NO_EXECUTION, False)
 
 
-class NewEndings:
-    """Which executions of a pipeline have newly ended with one of ``statuses``, list after list:
-    what an event trigger fires for, once per execution.
-
-    The first list read is the starting point: executions ended by then never count, so a watcher
-    started again (a triggerer restart) does not fire twice. Executions still under way then count
-    when they end. :attr:`started_after` bounds the next read: the earliest start of an execution
-    still under way, or the newest start seen, less :data:`MARGIN`, as DPC's own clock says (never
-    moving back). An execution under way holds it back by :data:`HOLD` at most, so one stuck for
-    days does not make every read list days of runs; the first read, and every read until one
-    execution of the pipeline is seen, reaches back :data:`HOLD` (see :meth:`since`).
-    """
+class ReadWindow:
+    """How far back the next read of the executions list reaches, read after read: the earliest
+    start of an execution still under way, or the newest start seen, less :data:`MARGIN`, as DPC's
+    own clock says, never moving back; an execution under way holds it back by :data:`HOLD` at
+    most, so one stuck for days does not make every read list days of runs. Before any execution is
+    seen, :data:`HOLD` back. A start dated after ``now`` (a clock error, local times read as UTC)
+    counts as ``now``, so no read's bound passes the present less :data:`MARGIN`."""
 
     #: How far before the newest start seen the next read reaches, for an execution the list
     #: shows a little late.
@@ -544,52 +546,125 @@ class NewEndings:
     #: is not seen to end.
     HOLD = timedelta(days=1)
 
-    def __init__(self, pipeline_name: str, environment_name: str, statuses: Iterable[str]) -> None:
-        self.pipeline_name = pipeline_name
-        self.environment_name = environment_name
-        self.statuses = frozenset(str(s) for s in statuses)
+    def __init__(self) -> None:
         self.started_after: datetime | None = None
-        self._ended: dict[str, datetime | None] = {}  # execution id -> its start
-        self._first = True
 
     def since(self, now: datetime) -> datetime:
         """The next read's ``startedAfter``: :attr:`started_after`, or :data:`HOLD` before ``now``'s
-        hour while no execution of the pipeline has been seen (whole hours, so that the watchers of
-        one pipeline ask the same list and share its reads)."""
-        return self.started_after or (now - self.HOLD).replace(minute=0, second=0, microsecond=0)
+        hour while no execution has been seen (whole hours, so that the watchers of one pipeline
+        ask the same list and share its reads); never later than ``now`` less :data:`MARGIN`."""
+        floor = self.started_after or (now - self.HOLD).replace(minute=0, second=0, microsecond=0)
+        return min(floor, now - self.MARGIN)
 
-    def observe(self, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
+    def advance(self, executions: Iterable[PipelineExecution], now: datetime) -> None:
+        """Move the bound on past what a read found."""
+        starts = [(min(e.started, now), e) for e in executions if e.started is not None]
+        if not starts:
+            return
+        newest = max(start for start, _ in starts)
+        under_way = [start for start, e in starts if not execution_ended(Reading.of(e))]
+        moved = max(min([*under_way, newest]), newest - self.HOLD) - self.MARGIN
+        if self.started_after is None or moved > self.started_after:
+            self.started_after = moved
+
+
+class NewEndings(ReadWindow):
+    """Which executions of a pipeline have newly ended with one of ``statuses``, list after list:
+    what an event trigger fires for, once per execution.
+
+    Its first list read is the starting point: executions ended by then never count. Executions
+    still under way then count when they end. The next read reaches back as :class:`ReadWindow`
+    says, over this pipeline's executions.
+
+    What it has fired for, :meth:`memory` (the bound and the ids of the ended executions above it),
+    is what a watcher keeps across a restart: :meth:`restore` makes the next read fire every
+    execution that ended meanwhile, oldest first, and none it fired before.
+
+    Runs of another pipeline the name also stands for (``scratch/load.orch.yaml`` beside
+    ``load.orch.yaml`` for ``load``) are reported once and skipped (see
+    :func:`~airflow_provider_dpc.models.closest_pipelines`), so later runs still fire.
+    """
+
+    def __init__(
+        self,
+        pipeline_name: str,
+        environment_name: str,
+        statuses: Iterable[str],
+        *,
+        log: logging.Logger | Any = None,
+    ) -> None:
+        self.pipeline_name = pipeline_name
+        self.environment_name = environment_name
+        self.statuses = frozenset(str(s) for s in statuses)
+        self.log = log or logging.getLogger(__name__)
+        super().__init__()
+        self._ended: dict[str, datetime | None] = {}  # execution id -> its start
+        self._first = True
+        self._reported: set[frozenset[str]] = set()
+
+    def memory(self) -> dict[str, Any]:
+        """What the watch has fired for, as JSON: the next read's bound and the ended executions above it."""
+        return {
+            "started_after": None if self.started_after is None else self.started_after.isoformat(),
+            "ended": {key: None if start is None else start.isoformat() for key, start in self._ended.items()},
+        }
+
+    def restore(self, memory: Mapping[str, Any]) -> None:
+        """Go on from :meth:`memory` as a watch before a restart left it: its next read is no starting point."""
+        from airflow_provider_dpc.models import parse_time
+
+        self.started_after = parse_time(memory.get("started_after"))
+        self._ended = {str(key): parse_time(start) for key, start in dict(memory.get("ended") or {}).items()}
+        self._first = False
+
+    def observe(self, executions: Iterable[PipelineExecution], now: datetime | None = None) -> list[PipelineExecution]:
         """The executions of this list that ended since the last one, with a watched status."""
+        now = now or datetime.now(UTC)
         floor = self.started_after
         found = [
             e
-            for e in _of_pipeline(self.pipeline_name, self.environment_name, executions)
+            for e in self._watched(executions)
             if floor is None or e.started is None or e.started > floor  # as the list's startedAfter keeps them
         ]
         found.sort(key=lambda e: (e.started or datetime.max.replace(tzinfo=UTC), e.pipeline_execution_id))
         new: list[PipelineExecution] = []
-        under_way: list[datetime] = []
         for execution in found:
-            if not execution_ended(Reading.of(execution)):
-                if execution.started is not None:
-                    under_way.append(execution.started)
-                continue
-            if execution.pipeline_execution_id in self._ended:
+            if not execution_ended(Reading.of(execution)) or execution.pipeline_execution_id in self._ended:
                 continue
             self._ended[execution.pipeline_execution_id] = execution.started
             if not self._first and str(execution.status) in self.statuses:
                 new.append(execution)
         self._first = False
-        starts = [e.started for e in found if e.started is not None]
-        if starts:
-            newest = max(starts)
-            moved = max(min([*under_way, newest]), newest - self.HOLD) - self.MARGIN
-            if floor is None or moved > floor:
-                self.started_after = moved
-            # Ended executions started before the floor are never listed again.
-            kept = self.started_after
-            self._ended = {k: v for k, v in self._ended.items() if v is None or kept is None or v > kept}
+        self.advance(found, now)
+        # Ended executions started before the bound are never listed again.
+        kept = self.started_after
+        self._ended = {k: v for k, v in self._ended.items() if v is None or kept is None or v > kept}
         return new
+
+    def _watched(self, executions: Iterable[PipelineExecution]) -> list[PipelineExecution]:
+        """The executions of the watched pipeline in the environment; those of another pipeline the
+        name stands for too are reported once and left out."""
+        from airflow_provider_dpc.models import closest_pipelines
+
+        found = _named(self.pipeline_name, self.environment_name, executions)
+        watched, others = closest_pipelines(self.pipeline_name, (e.pipeline_name for e in found))
+        skipped = set(others) | (set(watched) if len(watched) > 1 else set())
+        if not skipped:
+            return found
+        names = frozenset([*watched, *others])
+        if names not in self._reported:
+            self._reported.add(names)
+            kept = "none of them" if len(watched) > 1 else repr(watched[0])
+            self.log.error(
+                "DPC pipeline name %r stands for %d pipelines run in environment %r: %s; watching %s and "
+                "skipping the runs of the others (name the pipeline with its folder)",
+                self.pipeline_name,
+                len(names),
+                self.environment_name,
+                ", ".join(map(repr, sorted(names))),
+                kept,
+            )
+        return [e for e in found if e.pipeline_name not in skipped]
 
 
 # ---- agents -------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import importlib
+import json
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -74,3 +75,27 @@ async def first_event(trigger: Any, within: float = EVENT_DEADLINE) -> Any:
     except TimeoutError:
         raise AssertionError(f"no event within {within:.0f} s from {trigger.serialize()}") from None
     raise AssertionError("the trigger yielded no event")
+
+
+class DictStore:
+    """Airflow 3.3's state stores as a task (``task_state_store``: get/set) or an asset watcher's
+    trigger (one asset's ``asset_state_store``: aget/aset) meets them; values kept as JSON, as
+    Airflow's database keeps them. Airflow's own stores are used under the real triggerer
+    (tests/cluster)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.values = dict(values)
+        self.writes = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.writes += 1
+        self.values[key] = json.loads(json.dumps(value))
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self.get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        self.set(key, value)

@@ -27,13 +27,15 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
 )
 from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecutionSensor
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
-from airflow_provider_dpc.status import PipelineRunsWatch, StatusGoal, StatusWatch
-from tests.guide import PROJECT_ID
-from tests.task_runner import RecordingTI, first_event
+from airflow_provider_dpc.status import NewEndings, PipelineRunsWatch, StatusGoal, StatusWatch
+from tests.guide import PROJECT_ID, guide_body
+from tests.task_runner import DictStore, RecordingTI, first_event
 
 pytestmark = pytest.mark.every_line
 
 STORED = json.loads((Path(__file__).parent / "fixtures" / "stored" / "airflow_state.json").read_text())
+#: ``asset_state`` entry names: what each asset watcher keeps in its asset's state store (Airflow 3.3+).
+STATE = {entry["name"]: entry for entry in STORED["asset_state"]}
 PIPELINE_ID = "6f1c3a52-1d7e-4b8e-9b1c-2f0e4c6a9d11"
 EXECUTION_ID = "0b6a1f7e-3c2d-4e5f-8a9b-1c2d3e4f5a6b"
 HAS_WATCHERS = hasattr(importlib.import_module("airflow.triggers.base"), "BaseEventTrigger")
@@ -147,3 +149,52 @@ def test_an_execution_wait_deferred_before_forbidden_was_known_still_ends_on_it(
     kwargs.update(started_at=time.time(), deadline=time.time() + 30)
     event = asyncio.run(first_event(rebuilt({**entry, "kwargs": kwargs}))).payload
     assert (event["verdict"], event["status"]) == ("failed", "FORBIDDEN")
+
+
+needs_watchers = pytest.mark.skipif(not HAS_WATCHERS, reason="this Airflow has no asset watchers (BaseEventTrigger)")
+
+
+@needs_watchers
+@pytest.mark.parametrize("entry", STORED["asset_state"], ids=entry_id)
+def test_todays_watchers_keep_their_memory_under_the_stored_key(entry: dict[str, Any]) -> None:
+    module = "pipeline_execution" if entry["watcher"] == "execution_watcher" else "streaming_pipeline"
+    name = (
+        "DpcPipelineExecutionEventTrigger"
+        if entry["watcher"] == "execution_watcher"
+        else ("DpcStreamingPipelineEventTrigger")
+    )
+    watcher = getattr(importlib.import_module(f"airflow_provider_dpc.triggers.{module}"), name)(**entry["kwargs"])
+    assert watcher.memory_key() == entry["key"]
+    # Another poll interval is the same watch: what it kept is still found.
+    assert type(watcher)(**{**entry["kwargs"], "poll_interval": 5.0}).memory_key() == entry["key"]
+
+
+def test_a_kept_memory_of_the_dpc_run_watcher_is_read_and_written_alike() -> None:
+    value = STATE["DPC-run watcher's memory"]["value"]
+    endings = NewEndings("Pipeline 1", "Environment-1", ["SUCCESS"])
+    endings.restore(value)
+    assert endings.memory() == value
+
+
+@needs_watchers
+async def test_watchers_go_on_from_the_stored_memory(conn_env: Any, fresh_emulator: Any) -> None:
+    from airflow_provider_dpc.triggers.pipeline_execution import DpcPipelineExecutionEventTrigger
+    from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineEventTrigger
+
+    conn_env("matillion_dpc_default")
+    runs = STATE["DPC-run watcher's memory"]
+    started = await asyncio.to_thread(fresh_emulator.run_pipeline, "Pipeline 1", "Environment-1", seconds=0)
+    watcher = DpcPipelineExecutionEventTrigger(**{**runs["kwargs"], "poll_interval": 0.1})
+    watcher.asset_state_store = DictStore(**{runs["key"]: runs["value"]})
+    # What it kept is older than the run: the run ended while no triggerer watched, and fires.
+    event = await asyncio.wait_for(anext(watcher.run()), 10)
+    assert event.payload["pipeline_execution_id"] == started["pipelineExecutionId"]
+
+    drops = STATE["stream-drop watcher's memory"]
+    pipeline_id = DpcHook().create_streaming_pipeline(PROJECT_ID, guide_body("kept")).streaming_pipeline_id
+    stream = DpcStreamingPipelineEventTrigger(**{**drops["kwargs"], "pipeline_id": pipeline_id, "poll_interval": 0.1})
+    key = stream.memory_key()
+    stream.asset_state_store = DictStore(**{key: drops["value"]})
+    # It was STREAMING when last seen and is NOT_RUNNING now: it dropped while no triggerer watched.
+    event = await asyncio.wait_for(anext(stream.run()), 10)
+    assert (event.payload["previous_status"], event.payload["status"]) == ("STREAMING", "NOT_RUNNING")

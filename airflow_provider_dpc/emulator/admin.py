@@ -173,9 +173,11 @@ class RunOutcome(_Admin):
     #: Seconds from RUNNING to the outcome.
     seconds: Annotated[float | None, Field(ge=0, le=86400)] = None
     message: str | None = None
+    #: Seconds added to the ``startedAt`` the run answers: a DPC clock that disagrees.
+    clock_skew_seconds: Annotated[float, Field(ge=-86400 * 7, le=86400 * 7)] = 0.0
 
     def plan(self) -> Outcome:
-        return Outcome(self.outcome, self.seconds, self.message)
+        return Outcome(self.outcome, self.seconds, self.message, self.clock_skew_seconds)
 
 
 class RunNow(RunOutcome):

@@ -207,6 +207,16 @@ DEFAULT_SEED = Seed(
             file_path="archive/Load orders.orch.yaml",
         ),
         PublishedPipelineSeed(project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="Pipeline 10"),
+        # "load" stands for both: the one at the top, and a stray copy in a scratch folder.
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="load", file_path="load.orch.yaml"
+        ),
+        PublishedPipelineSeed(
+            project_id=GUIDE_PROJECT_ID,
+            environment_name="Environment-1",
+            name="Scratch load",
+            file_path="scratch/load.orch.yaml",
+        ),
     ],
     # DPC's own schedules of some of them, which the admin routes run now or on an interval.
     schedules={

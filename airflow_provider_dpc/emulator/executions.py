@@ -56,11 +56,13 @@ SECONDS_VARIABLE = "emulator.seconds"
 class Outcome:
     """How an execution the emulator starts on its own ends, where it differs from its published
     pipeline's seed: ``status`` (SUCCESS, FAILED, FORBIDDEN, RUNNING...), after ``seconds``, with
-    ``message``. None keeps the seed's."""
+    ``message``. None keeps the seed's. ``clock_skew`` seconds are added to the ``startedAt`` it
+    answers, as a DPC whose clock disagrees (or that writes local times as UTC) would."""
 
     status: str | None = None
     seconds: float | None = None
     message: str | None = None
+    clock_skew: float = 0.0
 
 
 #: An execution that ends as its published pipeline's seed says.
@@ -222,7 +224,7 @@ class ExecutionStore:
             pipeline=pipeline,
             request=request,
             started=now,
-            started_wall=self._epoch_offset + now,
+            started_wall=self._epoch_offset + now + outcome.clock_skew,
             run_seconds=seconds,
             since=now,
             phase_seconds=seconds,

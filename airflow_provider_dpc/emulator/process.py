@@ -300,10 +300,12 @@ class EmulatorProcess:
         outcome: str | None = None,
         seconds: float | None = None,
         message: str | None = None,
+        clock_skew_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Make DPC run a published pipeline now, as its scheduler does (trigger ``SCHEDULE``): named
         by a seeded schedule or by pipeline and environment; ``outcome`` (SUCCESS, FAILED, FORBIDDEN...)
-        and ``seconds`` override the seed's. Returns the execution as the executions list shows it."""
+        and ``seconds`` override the seed's; ``clock_skew_seconds`` dates its ``startedAt`` that much
+        later. Returns the execution as the executions list shows it."""
         body = {
             "pipelineName": pipeline_name,
             "environmentName": environment_name,
@@ -312,6 +314,7 @@ class EmulatorProcess:
             "outcome": outcome,
             "seconds": seconds,
             "message": message,
+            "clockSkewSeconds": clock_skew_seconds,
         }
         result: dict[str, Any] = self._admin("POST", "/runs", {k: v for k, v in body.items() if v is not None})
         return result

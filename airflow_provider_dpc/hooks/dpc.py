@@ -666,14 +666,15 @@ class DpcHook(_compat.BaseHook):
         self,
         project_id: str,
         *,
-        pipeline_name: str,
-        environment_name: str,
+        pipeline_name: str | None,
+        environment_name: str | None,
         started_after: datetime | str | None = None,
         max_age: float = 0.0,
     ) -> list[PipelineExecution]:
         """Async twin of :meth:`list_pipeline_executions`. Callers of the event loop asking the same
         list share one read, and one answered less than ``max_age`` seconds ago (as
-        :meth:`aget_status`): many waits on one pipeline cost one list read per interval."""
+        :meth:`aget_status`): many waits on one pipeline cost one list read per interval. With no
+        pipeline and environment named, the project's every execution (a read asset watchers share)."""
         filters = _calls.execution_filters(
             project_id, pipeline_name=pipeline_name, environment_name=environment_name, started_after=started_after
         )

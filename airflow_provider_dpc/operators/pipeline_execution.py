@@ -11,9 +11,10 @@ from airflow_provider_dpc._compat import BaseOperator, Context, conf
 from airflow_provider_dpc._tasks import PROJECT_FIELDS, check_flag, check_wait_arguments
 from airflow_provider_dpc.connection_ui import DEFAULT_CONN_NAME
 from airflow_provider_dpc.enums import ExecutionStatus
-from airflow_provider_dpc.exceptions import DpcApiError, DpcConflictError, DpcNotFoundError
+from airflow_provider_dpc.exceptions import DpcApiError, DpcConflictError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_EXECUTION_URL, DpcPipelineExecutionLink, execution_url
+from airflow_provider_dpc.memory import TaskMemory
 from airflow_provider_dpc.status import (
     Reading,
     StatusWatch,
@@ -122,8 +123,8 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
 
     def execute(self, context: Context) -> str:
         project_id = self.resolve_project()
-        store = context.get("task_state_store")  # Airflow 3.3+: kept across tries
-        execution_id = self._earlier_execution(store, project_id) or self._execute(context, store, project_id)
+        memory = TaskMemory(context, STATE_KEY, "execution_id")  # Airflow 3.3+: kept across tries
+        execution_id = self._earlier_execution(memory, project_id) or self._execute(context, memory, project_id)
         self._announce(context, execution_id)
         if not self.wait_for_completion:
             return execution_id
@@ -166,24 +167,19 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return f"airflow:{ti.dag_id}.{ti.task_id}"[:100] + f":{digest}"
 
-    def _earlier_execution(self, store: Any, project_id: str) -> str | None:
+    def _earlier_execution(self, memory: TaskMemory, project_id: str) -> str | None:
         """The execution an earlier try started, kept in Airflow's task state, when it is worth resuming."""
-        saved = store.get(STATE_KEY) if store is not None else None
-        if not isinstance(saved, dict) or saved.get("project_id") != project_id:
+        execution = memory.recall(project_id, self.hook.read_pipeline_execution)
+        if execution is None:
             return None
-        execution_id = str(saved.get("execution_id"))
-        try:
-            execution = self.hook.read_pipeline_execution(project_id, execution_id)
-        except DpcNotFoundError:
-            return None
-        status = execution.status
+        execution_id, status = execution.pipeline_execution_id, execution.status
         if status is ExecutionStatus.SUCCESS or execution_under_way(Reading.of(execution)):
             self.log.info("resuming execution %s of an earlier try, which is %s", execution_id, status)
             return execution_id
         self.log.warning("execution %s of an earlier try ended %s; running the pipeline again", execution_id, status)
         return None
 
-    def _execute(self, context: Context, store: Any, project_id: str) -> str:
+    def _execute(self, context: Context, memory: TaskMemory, project_id: str) -> str:
         tag = self.execution_tag or self.derived_tag(context)
         for _ in range(_CONFLICT_ROUNDS):
             try:
@@ -213,8 +209,7 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
                 self.log.info("execution %s of an earlier try holds tag %r; waiting for it", execution_id, tag)
             else:
                 self.log.info("executing pipeline %r (tag %r): %s", self.pipeline_name, tag, execution_id)
-            if store is not None:
-                store.set(STATE_KEY, {"project_id": project_id, "execution_id": execution_id})
+            memory.keep(project_id, execution_id)
             return execution_id
         raise DpcConflictError(
             f"execution tag {tag!r} of pipeline {self.pipeline_name!r} stayed in use, but no running execution "

@@ -30,6 +30,7 @@ from airflow_provider_dpc.exceptions import (
 )
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL, DpcStreamingPipelineLink, pipeline_url
+from airflow_provider_dpc.memory import TaskMemory
 from airflow_provider_dpc.operators._lineage import DefinitionLineageMixin, FetchedPipelineLineageMixin
 from airflow_provider_dpc.status import (
     HoldRecord,
@@ -45,7 +46,7 @@ from airflow_provider_dpc.status import (
 from airflow_provider_dpc.waiting import WaitingMixin
 
 if TYPE_CHECKING:
-    from airflow_provider_dpc.models import StreamingPipelineDefinition
+    from airflow_provider_dpc.models import StreamingPipeline, StreamingPipelineDefinition
     from airflow_provider_dpc.windows import Window, WindowLength
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 XCOM_PIPELINE_ID = "pipeline_id"
+#: The task state key (Airflow 3.3's ``task_state_store``) holding the pipeline a create's try made or chose.
+PIPELINE_STATE_KEY = "dpc_streaming_pipeline"
 RUNNING = (PipelineStatus.STARTING, PipelineStatus.SNAPSHOTTING, PipelineStatus.STREAMING)
 
 
@@ -177,7 +180,9 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _PipelineOperat
     """Create a streaming pipeline, or reuse or update the one of the same name.
 
     The definition is validated locally before any call. The project is searched for a pipeline of
-    the same name first, so a retried task never creates a second one. Returns the pipeline id.
+    the same name first, so a retried task never creates a second one. Where Airflow keeps task
+    state across tries (``task_state_store``, Airflow 3.3+), a retry reads the pipeline its earlier
+    try made by its id instead, and searches only if that pipeline is gone. Returns the pipeline id.
 
     :param definition: a dict, a :class:`~airflow_provider_dpc.models.StreamingPipelineDefinition`,
         or the path of a ``.json`` file (rendered as a template, like any templated file).
@@ -208,14 +213,20 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _PipelineOperat
 
         definition = self.validated_definition = validate_definition(load_definition(self.definition))
         project_id = self.resolve_project()
-        existing = self.hook.find_streaming_pipeline_by_name(project_id, definition.name)
+        memory = TaskMemory(context, PIPELINE_STATE_KEY, "pipeline_id")
+        earlier = self._earlier_pipeline(memory, project_id, definition.name)
+        existing = earlier or self.hook.find_streaming_pipeline_by_name(project_id, definition.name)
         if existing is None:
             pipeline = self.hook.create_streaming_pipeline(project_id, definition)
             self.log.info("created streaming pipeline %r: %s", definition.name, pipeline.streaming_pipeline_id)
         elif self.if_exists == "update":
             pipeline = self.hook.update_streaming_pipeline(project_id, existing.streaming_pipeline_id, definition)
             self.log.info("updated streaming pipeline %r: %s", definition.name, pipeline.streaming_pipeline_id)
-        elif self.if_exists == "reuse" or self._is_own_earlier_try(context, existing.definition(), definition):
+        elif (
+            self.if_exists == "reuse"
+            or earlier is not None
+            or self._is_own_earlier_try(context, existing.definition(), definition)
+        ):
             pipeline = existing
             self.log.info("reusing streaming pipeline %r: %s", definition.name, pipeline.streaming_pipeline_id)
         else:
@@ -225,8 +236,18 @@ class DpcCreateStreamingPipelineOperator(DefinitionLineageMixin, _PipelineOperat
                 errors=[FieldError("name", "already exists")],
             )
         pipeline_id = pipeline.streaming_pipeline_id
+        memory.keep(project_id, pipeline_id)
         self._announce(context, project_id, pipeline_id)
         return pipeline_id
+
+    def _earlier_pipeline(self, memory: TaskMemory, project_id: str, name: str) -> StreamingPipeline | None:
+        """The pipeline an earlier try of this task made or chose, read by its id, while it exists
+        under the same name."""
+        pipeline = memory.recall(project_id, self.hook.get_streaming_pipeline)
+        if pipeline is None or pipeline.name != name:
+            return None
+        self.log.info("streaming pipeline %s of an earlier try, read by its id", pipeline.streaming_pipeline_id)
+        return pipeline
 
     def _is_own_earlier_try(
         self, context: Context, existing: StreamingPipelineDefinition, wanted: StreamingPipelineDefinition

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_dpc._compat import base_event_trigger, without_event_triggers
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks.dpc import DpcHook
-from airflow_provider_dpc.models import ExecutionStatus, check_uuid, parse_time
+from airflow_provider_dpc.memory import WatchMemory, memory_key
+from airflow_provider_dpc.models import ExecutionStatus, PipelineExecution, check_uuid, parse_time
 from airflow_provider_dpc.status import (
     NewEndings,
     PipelineRunsWatch,
     Reading,
+    ReadWindow,
     StatusKind,
     StatusWatch,
     execution_event,
@@ -126,6 +129,15 @@ class DpcNextPipelineExecutionTrigger(DpcStatusTrigger):
 _BaseEventTrigger: Any = base_event_trigger()
 #: Statuses an execution never ends with: a watch for them would never fire.
 _NOT_ENDING = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING})
+_log = logging.getLogger(__name__)
+
+
+class ExecutionsRead(NamedTuple):
+    """One read of a project's executions list, shared by the DPC-run watchers of a triggerer:
+    how far back it reached, and every execution it listed."""
+
+    since: datetime
+    executions: tuple[PipelineExecution, ...]
 
 
 def _event_trigger_class() -> type:
@@ -137,12 +149,21 @@ def _event_trigger_class() -> type:
         trigger=DpcPipelineExecutionEventTrigger(...))`` on ``published_pipeline_uri(project, name)``.
 
         Whoever started the execution (DPC's own scheduler, a user in DPC, another DAG) it counts,
-        by the pipeline name rule (``Pipeline 1`` is never ``Pipeline 10``). It reads the account's
-        executions list once per ``poll_interval``, back to the earliest run under way (a day at
-        most: :class:`~airflow_provider_dpc.status.NewEndings`); its first read is its starting
-        point, so an execution that ended before the watcher started (or started again, after a
-        triggerer restart) never fires, and one under way then fires when it ends. Never twice for one
-        execution. The event's payload: ``project_id``, ``pipeline_name``, ``environment_name``,
+        by the pipeline name rule (``Pipeline 1`` is never ``Pipeline 10``; a run of another
+        pipeline the name also stands for is reported once and skipped). It reads the executions list
+        once per ``poll_interval``, back to the earliest run under way (a day at most:
+        :class:`~airflow_provider_dpc.status.NewEndings`). Its first start ever is its starting
+        point: an execution that ended before it never fires, one under way then fires when it ends.
+        Never twice for one execution.
+
+        Where Airflow keeps an asset watcher's state (3.3+), it remembers what it fired for in the
+        asset's state store, so after a triggerer restart or a move to another triggerer every
+        execution that ended meanwhile fires, oldest first; and the watchers of one triggerer on the
+        same connection, project and interval share one read of the project's executions list
+        (Airflow's shared streams). Before 3.3 each watcher reads its pipeline's list itself (watchers
+        of one pipeline share the read within a triggerer), and a restarted watcher starts afresh.
+
+        The event's payload: ``project_id``, ``pipeline_name``, ``environment_name``,
         ``pipeline_execution_id``, ``status``, ``started_at``, ``finished_at`` (as DPC wrote them)
         and ``message``. Its kwargs are flat (strings, a list, a number: Airflow 3.2 hands an asset
         watcher's nested kwargs to the trigger still encoded), always in the same form, so Airflow
@@ -183,42 +204,117 @@ def _event_trigger_class() -> type:
                 self, "dpc_conn_id", "project_id", "pipeline_name", "environment_name", "statuses", "poll_interval"
             )
 
+        def memory_key(self) -> str:
+            """Where it keeps what it fired for in its asset's state store (see :meth:`NewEndings.memory`)."""
+            return memory_key(
+                "pipeline_runs", self.project_id, self.environment_name, self.pipeline_name, *self.statuses
+            )
+
         async def run(self) -> AsyncIterator[TriggerEvent]:
-            endings = NewEndings(self.pipeline_name, self.environment_name, self.statuses)
-            first = True
+            """The watch on its own reads: Airflow 3.0-3.2, which share no stream between watchers."""
             async with DpcHook(self.dpc_conn_id) as hook:
+                async for event in self._watch(lambda endings: self._own_reads(hook, endings)):
+                    yield event
+
+        # ---- one read for many watchers (Airflow 3.3's shared streams) ---------------------------
+
+        def shared_stream_key(self) -> Hashable:
+            return ("matillion_dpc.pipeline_executions", self.dpc_conn_id, self.project_id, self.poll_interval)
+
+        @classmethod
+        async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[ExecutionsRead]:
+            """The project's executions list, read once per interval for every watcher of the group."""
+            window = ReadWindow()
+            poll_interval = float(kwargs["poll_interval"])
+            async with DpcHook(kwargs["dpc_conn_id"]) as hook:
                 while True:
+                    now = datetime.now(UTC)
+                    since = window.since(now)
                     try:
                         found = await hook.alist_pipeline_executions(
-                            self.project_id,
-                            pipeline_name=self.pipeline_name,
-                            environment_name=self.environment_name,
-                            started_after=endings.since(datetime.now(UTC)),
-                            max_age=self.poll_interval,
+                            kwargs["project_id"], pipeline_name=None, environment_name=None, started_after=since
                         )
-                        ended = endings.observe(found)
                     except DpcError as exc:
-                        self.log.warning("DPC pipeline %r: executions not read (%s)", self.pipeline_name, exc)
+                        _log.warning("project %s: executions not read (%s)", kwargs["project_id"], exc)
                     else:
-                        if first and endings.started_after is None:  # a misspelt name reads nothing, ever
-                            self.log.warning(
-                                "DPC pipeline %r: no execution in environment %r started in the last day; "
-                                "check both names (the watch goes on)",
-                                self.pipeline_name,
-                                self.environment_name,
-                            )
-                        first = False
-                        for execution in ended:
-                            self.log.info(
-                                "DPC pipeline %r: execution %s ended %s",
-                                self.pipeline_name,
-                                execution.pipeline_execution_id,
-                                execution.status,
-                            )
-                            yield TriggerEvent(
-                                execution_event(self.project_id, self.pipeline_name, self.environment_name, execution)
-                            )
-                    await asyncio.sleep(self.poll_interval)
+                        window.advance(found, now)
+                        yield ExecutionsRead(since, tuple(found))
+                    await asyncio.sleep(poll_interval)
+
+        async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+            async with DpcHook(self.dpc_conn_id) as hook:
+                async for event in self._watch(lambda endings: self._shared_reads(shared_stream, hook, endings)):
+                    yield event
+
+        async def _shared_reads(
+            self, shared_stream: AsyncIterator[ExecutionsRead], hook: DpcHook, endings: NewEndings
+        ) -> AsyncIterator[list[PipelineExecution]]:
+            caught_up = False
+            async for read in shared_stream:
+                if not caught_up and endings.started_after is not None and read.since > endings.started_after:
+                    # What it kept reaches further back than the group's read (a group running
+                    # before this watcher joined it): one read of its own from there, once.
+                    async for found in self._own_reads(hook, endings, once=True):
+                        yield found
+                caught_up = True
+                yield list(read.executions)
+
+        # ---- the watch, whichever way it reads ---------------------------------------------------
+
+        async def _own_reads(
+            self, hook: DpcHook, endings: NewEndings, once: bool = False
+        ) -> AsyncIterator[list[PipelineExecution]]:
+            while True:
+                try:
+                    yield await hook.alist_pipeline_executions(
+                        self.project_id,
+                        pipeline_name=self.pipeline_name,
+                        environment_name=self.environment_name,
+                        started_after=endings.since(datetime.now(UTC)),
+                        max_age=self.poll_interval,
+                    )
+                except DpcError as exc:
+                    self.log.warning("DPC pipeline %r: executions not read (%s)", self.pipeline_name, exc)
+                if once:
+                    return
+                await asyncio.sleep(self.poll_interval)
+
+        async def _watch(
+            self, reads: Callable[[NewEndings], AsyncIterator[list[PipelineExecution]]]
+        ) -> AsyncIterator[TriggerEvent]:
+            endings = NewEndings(self.pipeline_name, self.environment_name, self.statuses, log=self.log)
+            memory = WatchMemory(self, self.memory_key(), self.log)
+            kept = await memory.load()
+            if kept:
+                endings.restore(kept)
+                self.log.info(
+                    "DPC pipeline %r: going on from what this watcher kept (runs started after %s)",
+                    self.pipeline_name,
+                    endings.started_after,
+                )
+            first = not kept
+            async for found in reads(endings):
+                ended = endings.observe(found)
+                if first and endings.started_after is None:  # a misspelt name reads nothing, ever
+                    self.log.warning(
+                        "DPC pipeline %r: no execution in environment %r started in the last day; "
+                        "check both names (the watch goes on)",
+                        self.pipeline_name,
+                        self.environment_name,
+                    )
+                first = False
+                for execution in ended:
+                    self.log.info(
+                        "DPC pipeline %r: execution %s ended %s",
+                        self.pipeline_name,
+                        execution.pipeline_execution_id,
+                        execution.status,
+                    )
+                    yield TriggerEvent(
+                        execution_event(self.project_id, self.pipeline_name, self.environment_name, execution)
+                    )
+                # Fired, then kept: Airflow holds the events fired until its next sync, a second or so.
+                await memory.save(endings.memory())
 
     return DpcPipelineExecutionEventTrigger
 

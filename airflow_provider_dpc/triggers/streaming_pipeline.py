@@ -12,6 +12,7 @@ from airflow.triggers.base import TriggerEvent
 from airflow_provider_dpc._compat import base_event_trigger, without_event_triggers
 from airflow_provider_dpc.exceptions import DpcError, DpcNotFoundError
 from airflow_provider_dpc.hooks.dpc import DpcHook
+from airflow_provider_dpc.memory import WatchMemory, memory_key
 from airflow_provider_dpc.models import check_uuid
 from airflow_provider_dpc.status import Status, StatusWatch
 from airflow_provider_dpc.status import statuses as normalised
@@ -54,8 +55,13 @@ def _event_trigger_class() -> type:
         watchers: ``AssetWatcher(name=..., trigger=DpcStreamingPipelineEventTrigger(...))``.
 
         A change, not a level: a pipeline that drops to NOT_RUNNING and stays there fires once, and
-        again only after it has left the watched statuses. Its first read is its starting point, so
-        after a triggerer restart a pipeline already down does not fire again. The event's payload
+        again only after it has left the watched statuses. Its first start ever takes its first read
+        as its starting point. Where Airflow keeps an asset watcher's state (3.3+), it remembers the
+        last status it saw in the asset's state store: a pipeline that was STREAMING before a
+        triggerer restart (or a move to another triggerer) and is down after it fires once; one
+        still down after a second restart fires nothing; a pipeline that does not exist fires
+        ``NOT_FOUND`` once, not after every restart. Before 3.3 a restarted watcher takes its first
+        read as its starting point again, so a pipeline already down then does not fire. The event's payload
         is JSON: ``project_id``, ``pipeline_id``, ``status``, ``previous_status`` and ``observed_at``
         (ISO 8601, UTC). Its kwargs are ids, statuses and timings, always in the same form, so
         Airflow identifies the watcher by them, and never a secret. A read error is logged and the
@@ -84,8 +90,18 @@ def _event_trigger_class() -> type:
         def serialize(self) -> tuple[str, dict[str, Any]]:
             return flat_kwargs(self, "dpc_conn_id", "project_id", "pipeline_id", "statuses", "poll_interval")
 
+        def memory_key(self) -> str:
+            """Where it keeps the status it last saw (``{"status": ...}``) in its asset's state store."""
+            return memory_key("streaming_status", self.project_id, self.pipeline_id, *self.statuses)
+
         async def run(self) -> AsyncIterator[TriggerEvent]:
-            previous: str | None = None
+            memory = WatchMemory(self, self.memory_key(), self.log)
+            kept = await memory.load()
+            previous: str | None = kept.get("status") if isinstance(kept, dict) else None
+            if previous is not None:
+                self.log.info(
+                    "streaming pipeline %s: going on from the status it last had, %s", self.pipeline_id, previous
+                )
             async with DpcHook(self.dpc_conn_id) as hook:
                 while True:
                     try:
@@ -110,6 +126,8 @@ def _event_trigger_class() -> type:
                             self.log.info("streaming pipeline %s moved %s -> %s", self.pipeline_id, previous, status)
                             yield self._event(status, previous)
                         previous = status
+                    # Fired, then kept: Airflow holds the events fired until its next sync, a second or so.
+                    await memory.save({"status": previous})
                     await asyncio.sleep(self.poll_interval)
 
         def _event(self, status: str, previous: str | None) -> TriggerEvent:

@@ -219,15 +219,17 @@ class AirflowCluster:
         return self
 
     def start_component(self, name: str) -> None:
-        """Start one component (again), its output appended to its log file."""
-        if name not in COMPONENTS:
-            raise ValueError(f"unknown component {name!r}; one of {', '.join(COMPONENTS)}")
+        """Start one component (again), its output appended to its log file. ``triggerer-2`` (any
+        ``triggerer-<n>``) is a further triggerer beside ``triggerer``, as in an HA deployment."""
+        kind = "triggerer" if name.startswith("triggerer-") and name[10:].isdigit() else name
+        if kind not in COMPONENTS:
+            raise ValueError(f"unknown component {name!r}; one of {', '.join(COMPONENTS)} or triggerer-<n>")
         if self.running(name):
             raise RuntimeError(f"{name} is already running (pid {self.processes[name].pid})")
-        command = [self.python, "-m", "airflow", name]
-        if name == "api-server":
+        command = [self.python, "-m", "airflow", kind]
+        if kind == "api-server":
             command += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        elif name in ("scheduler", "triggerer"):
+        elif kind in ("scheduler", "triggerer"):
             # No log server on a fixed port of every interface: the API server reads the log files.
             command.append("--skip-serve-logs")
         self._starts[name] = self._starts.get(name, 0) + 1
@@ -320,7 +322,7 @@ class AirflowCluster:
     def log_tails(self, lines: int = 40) -> str:
         """The last ``lines`` lines of each component's log and of each task attempt's log."""
         parts = []
-        for name in COMPONENTS:
+        for name in [*COMPONENTS, *sorted(set(self._starts) - set(COMPONENTS))]:
             process = self.processes.get(name)
             state = "not started" if process is None else f"pid {process.pid}, exit code {process.poll()}"
             text = tail(self.log_path(name), lines, skip=_routine_access)

@@ -12,6 +12,7 @@ connection inside the triggerer differs between them; the fault tests run on the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import signal
@@ -84,6 +85,45 @@ with DAG(
 '''
 
 
+# A run task whose worker dies while it waits, on its first try: the execution it started runs on.
+RUN_RETRY_DAG = "dpc_run_retried_after_crash"
+RUN_RETRY_DAG_SOURCE = '''\
+"""Written by tests/test_scheduler.py: a run task whose worker dies while it waits, on its first try."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from airflow_provider_dpc.operators.pipeline_execution import DpcRunPipelineOperator
+
+
+class CrashWhileWaitingOnFirstTry(DpcRunPipelineOperator):
+    def poll_status(self, watch, interval):
+        if self._ti_try == 1:
+            os._exit(1)
+        return super().poll_status(watch, interval)
+
+    def execute(self, context):
+        self._ti_try = context["ti"].try_number
+        return super().execute(context)
+
+
+with DAG(dag_id={dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    CrashWhileWaitingOnFirstTry(
+        task_id="run_pipeline",
+        project_id=os.environ["DPC_PROJECT_ID"],
+        environment_name="Environment-1",
+        pipeline_name="Pipeline 1",
+        scalar_variables={{"emulator.seconds": 4}},  # the emulator's: it runs 4 s
+        poll_interval=0.5,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
+    )
+'''
+
 # Two runs of the "Long pipeline" (it runs until cancelled): one task polls in its worker, one defers.
 KILL_DAG = "dpc_run_pipeline_killed"
 KILL_DAG_SOURCE = '''\
@@ -124,6 +164,7 @@ def fault_dags(airflow_cluster: AirflowCluster, crash_markers: Path) -> None:
         "dpc_create_retry.py", RETRY_DAG_SOURCE.format(markers=str(crash_markers), dag_id=RETRY_DAG)
     )
     airflow_cluster.write_dag_file("dpc_run_killed.py", KILL_DAG_SOURCE.format(dag_id=KILL_DAG))
+    airflow_cluster.write_dag_file("dpc_run_retry.py", RUN_RETRY_DAG_SOURCE.format(dag_id=RUN_RETRY_DAG))
 
 
 def creates_sent(emulator: Any) -> int:
@@ -241,6 +282,32 @@ def test_a_create_retried_after_a_crash_makes_no_duplicate(
     assert [p.name for p in existing] == ["retried-pipeline"]
     assert creates_sent(fresh_emulator) == 1, json.dumps(fresh_emulator.stats(), indent=1)
     assert fresh_emulator.stats()["pipelines_created"] == 1
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("airflow.models.task_state_store") is None,
+    reason="this Airflow keeps no task state across tries (task_state_store, 3.3+): a retry finds its "
+    "execution by its execution tag, as the every-line reattach tests show",
+)
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_a_run_task_retried_after_its_worker_died_reads_its_execution_by_id(
+    airflow: AirflowCluster, fresh_emulator: Any
+) -> None:
+    airflow.wait_for_dag(RUN_RETRY_DAG)
+    airflow.unpause(RUN_RETRY_DAG)
+    run_id = airflow.trigger(RUN_RETRY_DAG)
+
+    state, seen = airflow.wait_for_run(RUN_RETRY_DAG, run_id, timeout=RUN_TIMEOUT)
+
+    assert state == "success", "\n".join(map(str, seen))
+    task = airflow.task_instances(RUN_RETRY_DAG, run_id)[0]
+    assert (task["state"], task["try_number"]) == ("success", 2), task
+    executions = fresh_emulator.stats()["requests"]
+    assert requests_to(fresh_emulator, "POST", "/pipeline-executions") == 1, executions  # one execution
+    assert requests_to(fresh_emulator, "GET", "/v1/pipeline-executions") == 0, executions  # no search
+    assert airflow.xcom(RUN_RETRY_DAG, run_id, "run_pipeline") == airflow.xcom(
+        RUN_RETRY_DAG, run_id, "run_pipeline", key="pipeline_execution_id"
+    )
 
 
 SELF_HEALING = "example_dpc_self_healing_stream"

@@ -14,7 +14,6 @@ Whole DAGs under Airflow are in ``test_example_dags.py``.
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import textwrap
@@ -42,7 +41,7 @@ from airflow_provider_dpc.sensors.pipeline_execution import DpcPipelineExecution
 from airflow_provider_dpc.status import StatusWatch, execution_goal
 from airflow_provider_dpc.triggers.pipeline_execution import DpcPipelineExecutionTrigger
 from tests.guide import FAST_RETRIES, PROJECT_ID, ROOT, requests_to
-from tests.task_runner import RecordingTI, first_event, run_task
+from tests.task_runner import DictStore, RecordingTI, first_event, run_task
 
 try:
     from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
@@ -486,19 +485,6 @@ def test_a_users_own_running_tag_fails_the_task_instead_of_reattaching(hook: Dpc
     with pytest.raises(DpcConflictError, match=r"execution_tag 'mine' is already running.*leave execution_tag unset"):
         run_task(run_op("Long pipeline", execution_tag="mine"))
     assert len(executions(hook)) == 1
-
-
-class DictStore:
-    """Airflow 3.3's ``task_state_store`` interface (get/set), for the paths that read it."""
-
-    def __init__(self, **values: Any) -> None:
-        self.values = dict(values)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = json.loads(json.dumps(value))
 
 
 def test_task_state_resumes_a_succeeded_execution_and_reruns_a_failed_one(hook: DpcHook) -> None:

@@ -31,6 +31,7 @@ from airflow_provider_dpc.hooks.dpc import DpcHook, RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_PIPELINE_URL
 from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
 from airflow_provider_dpc.operators.streaming_pipeline import (
+    PIPELINE_STATE_KEY,
     DpcCreateStreamingPipelineOperator,
     DpcDeleteStreamingPipelineOperator,
     DpcKeepStreamingOperator,
@@ -40,7 +41,7 @@ from airflow_provider_dpc.operators.streaming_pipeline import (
 from airflow_provider_dpc.sensors.streaming_pipeline import DpcStreamingPipelineSensor
 from airflow_provider_dpc.triggers.streaming_pipeline import DpcStreamingPipelineTrigger
 from tests.guide import FAST_RETRIES, GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to, wait_for_status
-from tests.task_runner import RecordingTI, first_event, run_task
+from tests.task_runner import DictStore, RecordingTI, first_event, run_task
 
 try:
     from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
@@ -121,6 +122,25 @@ def test_create_retry_after_a_crash_reuses_its_own_pipeline(hook: DpcHook, fresh
     op = DpcCreateStreamingPipelineOperator(task_id="c", definition=guide_body("crash"), **common())
     assert run(op, RecordingTI(try_number=2)) == first
     assert len(hook.list_streaming_pipelines(PROJECT_ID)) == 1
+
+
+def test_create_retry_reads_its_own_pipeline_by_id_from_task_state(hook: DpcHook, fresh_emulator: Any) -> None:
+    store = DictStore()
+    op = DpcCreateStreamingPipelineOperator(task_id="c", definition=guide_body("kept"), **common())
+    first = run_task(op, RecordingTI(), task_state_store=store)
+    assert store.values[PIPELINE_STATE_KEY] == {"project_id": PROJECT_ID, "pipeline_id": first}
+    by_id = "/streaming-pipelines/{pipelineId}"
+    lists, reads = requests_to(fresh_emulator, "GET", "/streaming-pipelines"), requests_to(fresh_emulator, "GET", by_id)
+    retry = DpcCreateStreamingPipelineOperator(task_id="c", definition=guide_body("kept"), **common())
+    assert run_task(retry, RecordingTI(try_number=2), task_state_store=store) == first
+    assert requests_to(fresh_emulator, "GET", "/streaming-pipelines") == lists  # no search by name
+    assert requests_to(fresh_emulator, "GET", by_id) == reads + 1  # one read, by id
+    # Its pipeline deleted meanwhile: the retry searches by name and creates it again.
+    hook.delete_streaming_pipeline(PROJECT_ID, first)
+    again = run_task(retry, RecordingTI(try_number=3), task_state_store=store)
+    assert again != first
+    assert store.values[PIPELINE_STATE_KEY]["pipeline_id"] == again
+    assert [p.streaming_pipeline_id for p in hook.list_streaming_pipelines(PROJECT_ID)] == [again]
 
 
 def test_create_rejects_a_bad_definition_naming_fields(fresh_emulator: Any) -> None:

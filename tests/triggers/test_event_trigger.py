@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
 from tests.guide import FIXTURES, PROJECT_ID, guide_body, wait_for_status
-from tests.task_runner import no_event_while
+from tests.task_runner import DictStore, no_event_while
 
 pytestmark = pytest.mark.every_line
 
@@ -85,6 +86,46 @@ async def test_a_pipeline_that_does_not_exist_fires_once_with_not_found(
     logged = caplog.text + "".join(capfd.readouterr())  # Airflow 3's structlog writes to the console
     assert f"streaming pipeline {missing} does not exist in project {PROJECT_ID}" in logged
     await no_event_while(events, asyncio.sleep(0.8))  # several more reads of the missing pipeline: no second event
+
+
+async def kept(store: DictStore, writes: int, within: float = 10) -> None:
+    """Until the watcher has written to its store ``writes`` times."""
+    deadline = time.monotonic() + within
+    while store.writes < writes:
+        assert time.monotonic() < deadline, f"{writes} writes to the asset's state store within {within} s"
+        await asyncio.sleep(0.05)
+
+
+def watching(pipeline_id: str, store: DictStore, **kwargs: Any) -> Any:
+    """A watcher given an asset's state store, as Airflow 3.3's triggerer gives it one."""
+    watcher = trigger(pipeline_id, poll_interval=0.1, **kwargs)
+    watcher.asset_state_store = store
+    return watcher
+
+
+@needs_watchers
+async def test_a_drop_while_no_triggerer_ran_fires_once_after_it(streaming: str, fresh_emulator: Any) -> None:
+    store = DictStore()
+    await no_event_while(watching(streaming, store).run(), kept(store, 1))
+    assert list(store.values.values()) == [{"status": "STREAMING"}]  # what it saw
+    await asyncio.to_thread(fresh_emulator.die, streaming)  # while no watcher runs
+    events = watching(streaming, store).run()
+    payload = (await asyncio.wait_for(anext(events), 5)).payload
+    assert (payload["status"], payload["previous_status"]) == ("NOT_RUNNING", "STREAMING")
+    await no_event_while(events, asyncio.sleep(0.5))
+    # Started again, the pipeline still down: nothing fires.
+    await no_event_while(watching(streaming, store).run(), asyncio.sleep(0.8))
+
+
+@needs_watchers
+async def test_a_missing_pipeline_fires_not_found_once_across_restarts(conn_env: Any, fresh_emulator: Any) -> None:
+    conn_env("matillion_dpc_default")
+    missing = "00000000-0000-4000-8000-000000000000"
+    store = DictStore()
+    events = watching(missing, store).run()
+    assert (await asyncio.wait_for(anext(events), 10)).payload["status"] == "NOT_FOUND"
+    await no_event_while(events, asyncio.sleep(0.5))
+    await no_event_while(watching(missing, store).run(), asyncio.sleep(0.8))  # a restart: not again
 
 
 @needs_watchers

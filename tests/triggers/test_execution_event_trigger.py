@@ -10,12 +10,13 @@ import importlib
 import importlib.util
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests.guide import FIXTURES, PROJECT_ID, ROOT, requests_to
-from tests.task_runner import no_event_while
+from tests.task_runner import DictStore, no_event_while
 
 pytestmark = pytest.mark.every_line
 
@@ -93,6 +94,145 @@ async def test_fires_once_per_successful_run_ended_after_it_started(conn_env: An
 
     # A watcher started again, as after a triggerer restart, fires for none of them.
     await no_event_while(trigger(poll_interval=0.1).run(), reads(fresh_emulator, 4))
+
+
+def watching(store: DictStore, pipeline_name: str = "Pipeline 1", **kwargs: Any) -> Any:
+    """A watcher given an asset's state store, as Airflow 3.3's triggerer gives it one."""
+    watcher = trigger(pipeline_name, poll_interval=0.1, **kwargs)
+    watcher.asset_state_store = store
+    return watcher
+
+
+async def collect_while(events: AsyncIterator[Any], meanwhile: Any) -> list[dict[str, Any]]:
+    """The payloads ``events`` yields until ``meanwhile`` is done."""
+    payloads: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for event in events:
+            payloads.append(event.payload)
+
+    collector = asyncio.ensure_future(collect())
+    try:
+        await meanwhile
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        await events.aclose()
+    return payloads
+
+
+@needs_watchers
+async def test_a_watcher_started_again_fires_every_run_that_ended_while_none_watched(
+    conn_env: Any, fresh_emulator: Any
+) -> None:
+    conn_env("matillion_dpc_default")
+    store = DictStore()
+    before = await run(fresh_emulator, "Pipeline 1", ENV, seconds=0)
+
+    async def one_run() -> str:
+        await reads(fresh_emulator, 2)  # its first start ever: the starting point
+        execution_id = await run(fresh_emulator, "Pipeline 1", ENV, seconds=0)
+        await reads(fresh_emulator, 3)
+        return execution_id
+
+    first_run = asyncio.ensure_future(one_run())
+    fired = await collect_while(watching(store).run(), first_run)
+    assert [p["pipeline_execution_id"] for p in fired] == [first_run.result()]  # not the one before it
+    assert store.writes >= 1
+
+    # No triggerer runs: two runs end, and one of another pipeline.
+    one = await run(fresh_emulator, "Pipeline 1", ENV, seconds=0)
+    await run(fresh_emulator, "Pipeline 10", ENV, seconds=0)
+    two = await run(fresh_emulator, "Pipeline 1", ENV, seconds=0)
+    fired = await collect_while(watching(store).run(), reads(fresh_emulator, 4))
+    assert [p["pipeline_execution_id"] for p in fired] == [one, two]  # oldest first, each once
+    assert before not in [p["pipeline_execution_id"] for p in fired]
+
+    # Started again with nothing new: nothing fires.
+    await no_event_while(watching(store).run(), reads(fresh_emulator, 4))
+    # A watcher of other statuses on the same asset keeps a memory of its own.
+    assert len(store.values) == 1
+    await no_event_while(watching(store, statuses=["FAILED"]).run(), reads(fresh_emulator, 3))
+    assert len(store.values) == 2
+
+
+@needs_watchers
+async def test_a_stray_pipeline_of_the_same_name_and_a_clock_ahead_stall_nothing(
+    conn_env: Any, fresh_emulator: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    conn_env("matillion_dpc_default")
+    watcher = watching(DictStore(), "load")
+    fired: list[str] = []
+
+    async def runs_of_load() -> None:
+        await reads(fresh_emulator, 2)
+        first = await run(fresh_emulator, "load", ENV, seconds=0)
+        await until(lambda: fired == [first], 10, "the first run of load")
+        await run(fresh_emulator, "Scratch load", ENV, seconds=0)  # scratch/load.orch.yaml: "load" too
+        await reads(fresh_emulator, 3)
+        # DPC dates a run a day ahead; a run after it must still be read.
+        ahead = await run(fresh_emulator, "load", ENV, seconds=0, clock_skew_seconds=86400)
+        await until(lambda: len(fired) == 2, 10, "the run dated a day ahead")
+        later = await run(fresh_emulator, "load", ENV, seconds=0)
+        await until(lambda: len(fired) == 3, 10, "the run after it")
+        await reads(fresh_emulator, 3)
+        assert fired == [first, ahead, later]
+
+    async def collect() -> None:
+        async for event in watcher.run():
+            fired.append(event.payload["pipeline_execution_id"])
+
+    collector = asyncio.ensure_future(collect())
+    try:
+        await runs_of_load()
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+    text = caplog.text + "".join(capfd.readouterr())
+    reported = "DPC pipeline name 'load' stands for 2 pipelines run in environment 'Environment-1'"
+    assert text.count(reported) == 1, text
+    assert "'load.orch.yaml', 'scratch/load.orch.yaml'; watching 'load.orch.yaml'" in text
+
+
+_BASE = importlib.import_module("airflow.triggers.base")
+HAS_SHARED_STREAMS = HAS_WATCHERS and hasattr(_BASE.BaseEventTrigger, "shared_stream_key")
+
+
+@pytest.mark.skipif(not HAS_SHARED_STREAMS, reason="this Airflow has no shared streams for asset watchers (3.3+)")
+async def test_many_watchers_share_one_read_of_the_list_per_interval(conn_env: Any, fresh_emulator: Any) -> None:
+    from airflow.triggers.shared_stream import SharedStreamManager
+
+    conn_env("matillion_dpc_default")
+    names = ("Pipeline 1", "Pipeline 10", "load")
+    watchers = [trigger(names[i % 3], poll_interval=0.2) for i in range(300)]
+    assert len({w.shared_stream_key() for w in watchers}) == 1
+    manager = SharedStreamManager()
+    fired: dict[int, list[str]] = {i: [] for i in range(len(watchers))}
+
+    async def follow(i: int, watcher: Any) -> None:
+        stream = manager.subscribe(trigger_id=i, trigger=watcher, key=watcher.shared_stream_key())
+        async for event in watcher.filter_shared_stream(stream):
+            fired[i].append(event.payload["pipeline_execution_id"])
+
+    before = requests_to(fresh_emulator, "GET", "/v1/pipeline-executions")
+    started = time.monotonic()
+    tasks = [asyncio.ensure_future(follow(i, w)) for i, w in enumerate(watchers)]
+    try:
+        await reads(fresh_emulator, 2)  # the group's first read: every watcher's starting point
+        ran = {name: await run(fresh_emulator, name, ENV, seconds=0) for name in names}
+        await until(lambda: all(fired.values()), 20, "every watcher's event")
+        await reads(fresh_emulator, 3)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await manager.stop_all()
+    elapsed = time.monotonic() - started
+    assert all(fired[i] == [ran[names[i % 3]]] for i in fired), fired  # each once, its own pipeline's run
+    made = requests_to(fresh_emulator, "GET", "/v1/pipeline-executions") - before
+    assert made <= elapsed / 0.2 + 2, (made, elapsed)  # one read per interval, not one per watcher
 
 
 @needs_watchers
