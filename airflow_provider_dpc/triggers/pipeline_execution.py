@@ -242,20 +242,20 @@ def _event_trigger_class() -> type:
                     await asyncio.sleep(poll_interval)
 
         async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-            async with DpcHook(self.dpc_conn_id) as hook:
-                async for event in self._watch(lambda endings: self._shared_reads(shared_stream, hook, endings)):
-                    yield event
+            async for event in self._watch(lambda endings: self._shared_reads(shared_stream, endings)):
+                yield event
 
         async def _shared_reads(
-            self, shared_stream: AsyncIterator[ExecutionsRead], hook: DpcHook, endings: NewEndings
+            self, shared_stream: AsyncIterator[ExecutionsRead], endings: NewEndings
         ) -> AsyncIterator[list[PipelineExecution]]:
             caught_up = False
             async for read in shared_stream:
                 if not caught_up and endings.started_after is not None and read.since > endings.started_after:
                     # What it kept reaches further back than the group's read (a group running
                     # before this watcher joined it): one read of its own from there, once.
-                    async for found in self._own_reads(hook, endings, once=True):
-                        yield found
+                    async with DpcHook(self.dpc_conn_id) as hook:
+                        async for found in self._own_reads(hook, endings, once=True):
+                            yield found
                 caught_up = True
                 yield list(read.executions)
 

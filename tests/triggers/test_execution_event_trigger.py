@@ -11,6 +11,7 @@ import importlib.util
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -234,6 +235,41 @@ async def test_many_watchers_share_one_read_of_the_list_per_interval(conn_env: A
     assert all(fired[i] == [ran[names[i % 3]]] for i in fired), fired  # each once, its own pipeline's run
     made = requests_to(fresh_emulator, "GET", "/v1/pipeline-executions") - before
     assert made <= elapsed / 0.2 + 2, (made, elapsed)  # one read per interval, not one per watcher
+
+
+@pytest.mark.skipif(not HAS_SHARED_STREAMS, reason="this Airflow has no shared streams for asset watchers (3.3+)")
+async def test_a_watcher_joining_a_running_group_catches_up_from_what_it_kept(
+    conn_env: Any, fresh_emulator: Any
+) -> None:
+    from airflow.triggers.shared_stream import SharedStreamManager
+
+    conn_env("matillion_dpc_default")
+    manager = SharedStreamManager()
+    early = trigger("Pipeline 10", poll_interval=0.2)
+    group = asyncio.ensure_future(
+        no_event_while(
+            early.filter_shared_stream(manager.subscribe(trigger_id=1, trigger=early, key=early.shared_stream_key())),
+            asyncio.sleep(3600),
+        )
+    )
+    try:
+        await reads(fresh_emulator, 2)
+        # A run of Pipeline 1 that started an hour ago and ended while its watcher was down; the
+        # group's reads have moved on past it (Pipeline 10's run is newer by an hour).
+        missed = await run(fresh_emulator, "Pipeline 1", ENV, seconds=0, clock_skew_seconds=-3600)
+        await run(fresh_emulator, "Pipeline 10", ENV, seconds=0)
+        await reads(fresh_emulator, 3)
+        kept = {"started_after": (datetime.now(UTC) - timedelta(hours=2)).isoformat(), "ended": {}}
+        late = watching(DictStore(), "Pipeline 1")
+        late.poll_interval = 0.2  # the group's interval, so it joins the group
+        late.asset_state_store.values[late.memory_key()] = kept
+        stream = manager.subscribe(trigger_id=2, trigger=late, key=late.shared_stream_key())
+        event = await asyncio.wait_for(anext(late.filter_shared_stream(stream)), 10)
+        assert event.payload["pipeline_execution_id"] == missed
+    finally:
+        group.cancel()
+        await asyncio.gather(group, return_exceptions=True)
+        await manager.stop_all()
 
 
 @needs_watchers
