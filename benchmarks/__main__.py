@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import budget, calls, imports, processes, report, tokens, triggerer
+from benchmarks import budget, calls, imports, processes, report, tokens, triggerer, watchers
 from benchmarks._common import (
     DPC_CONN_ID,
     HTTP_CONN_ID,
@@ -24,7 +24,7 @@ from benchmarks._common import (
     pipeline_definition,
 )
 
-ALL = ("imports", "calls", "triggers", "tokens", "budget", "processes")
+ALL = ("imports", "calls", "triggers", "tokens", "budget", "processes", "watchers")
 
 
 @dataclass
@@ -57,6 +57,15 @@ class Sizes:
     #: after ``process_warmup`` (None: two windows).
     process_cases: tuple[processes.Case, ...] = processes.CASES
     process_warmup: float | None = None
+    #: Benchmark 7: DPC-run asset watchers on published pipelines, each watcher's own reads beside
+    #: Airflow 3.3's shared stream; each pipeline runs ``watcher_runs`` times, the runs' ends spread
+    #: over ``watcher_spread`` seconds from ``watcher_warmup`` (None: one interval) after the start.
+    watchers: int = 1000
+    watcher_pipelines: int = 100
+    watcher_interval: float = 10.0
+    watcher_runs: int = 2
+    watcher_warmup: float | None = None
+    watcher_spread: float = 60.0
     only: tuple[str, ...] = ALL
     workdir: Path = field(default_factory=lambda: RESULTS)
 
@@ -129,11 +138,34 @@ def run_all(sizes: Sizes, log: Any = None) -> dict[str, Any]:
             warmup=sizes.process_warmup,
             spread=sizes.budget_spread,
         )
+    if "watchers" in sizes.only:
+        _watchers(sizes, results, say)
     results["machine"]["load_average_at_end"] = (
         [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     )
     results["seconds"] = round(time.monotonic() - started, 1)
     return results
+
+
+def _watchers(sizes: Sizes, results: dict[str, Any], say: Any) -> None:
+    for mode, reason in watchers.skipped_modes().items():
+        results["skipped"][f"watchers.{mode}"] = reason
+    modes = watchers.available_modes()
+    if not modes:
+        return
+    say(
+        f"DPC-run watchers: {sizes.watchers} on {sizes.watcher_pipelines} pipelines, {sizes.watcher_interval:g} s, "
+        f"{sizes.watcher_runs} runs each; {', '.join(modes)} ..."
+    )
+    results["watchers"] = watchers.run(
+        watchers=sizes.watchers,
+        pipelines=sizes.watcher_pipelines,
+        interval=sizes.watcher_interval,
+        runs=sizes.watcher_runs,
+        warmup=sizes.watcher_warmup,
+        spread=sizes.watcher_spread,
+        modes=modes,
+    )
 
 
 def _against_emulator(sizes: Sizes, results: dict[str, Any], say: Any) -> None:
@@ -224,6 +256,20 @@ def main(argv: list[str] | None = None) -> int:
         help="benchmark 6's cases, comma-separated: N triggerer processes, or N+P with P poke-mode worker processes "
         "(default: %(default)s)",
     )
+    parser.add_argument("--watchers", type=int, default=defaults.watchers, help="DPC-run asset watchers (benchmark 7)")
+    parser.add_argument("--watcher-pipelines", type=int, default=defaults.watcher_pipelines)
+    parser.add_argument(
+        "--watcher-interval", type=float, default=defaults.watcher_interval, help="the watchers' poll interval, seconds"
+    )
+    parser.add_argument(
+        "--watcher-runs", type=int, default=defaults.watcher_runs, help="runs of each pipeline during the benchmark"
+    )
+    parser.add_argument(
+        "--watcher-spread",
+        type=float,
+        default=defaults.watcher_spread,
+        help="seconds the runs' ends are spread over (each mode lasts about this plus 3 intervals)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")
     args = parser.parse_args(argv)
     only = tuple(x.strip() for x in args.only.split(",") if x.strip())
@@ -239,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         trigger_variants=args.trigger_variants.split(",") if args.trigger_variants else None,
         budget_watchers=args.budget_watchers,
         process_cases=tuple(_case(x.strip(), parser) for x in args.process_cases.split(",") if x.strip()),
+        watchers=args.watchers,
+        watcher_pipelines=args.watcher_pipelines,
+        watcher_interval=args.watcher_interval,
+        watcher_runs=args.watcher_runs,
+        watcher_spread=args.watcher_spread,
         only=only,
     )
     results = run_all(sizes, log=lambda text: print(text, file=sys.stderr, flush=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 IMPORT_MAX_MS = 25.0
@@ -17,6 +18,10 @@ THROTTLED_MAX_SHARE = 0.01
 PROCESSES_THROTTLED_MAX_SHARE = 0.01
 POKERS_THROTTLED_MAX_SHARE = 0.03
 PROCESSES_DELAY_MAX_S = 20.0
+#: Benchmark 7, the issue's target for DPC-run watchers read through Airflow 3.3's shared stream:
+#: list reads (first pages) per poll interval, detection p99 within one interval plus this slack.
+WATCHER_READS_MAX = 2.0
+WATCHER_DELAY_SLACK_S = 2.0
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -111,6 +116,9 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     several = results.get("processes")
     if several:
         out.extend(_process_rows(several))
+    watchers = results.get("watchers")
+    if watchers:
+        out.extend(_watchers_rows(watchers))
     tokens = results.get("tokens")
     if tokens:
         out.append(
@@ -409,6 +417,83 @@ def _process_rows(p: dict[str, Any]) -> list[list[str]]:
             ],
         ]
     return rows
+
+
+def watcher_verdict(w: dict[str, Any]) -> dict[str, Any]:
+    """Benchmark 7's target, and whether the shared stream met it (None where it did not run); each
+    mode's checks alike, so the JSON shows which part the watchers' own reads miss."""
+    bound = round(w["interval_s"] + WATCHER_DELAY_SLACK_S, 2)
+    target = (
+        f"list requests per interval <= {WATCHER_READS_MAX:g} plus pages; "
+        f"p99 <= interval + {WATCHER_DELAY_SLACK_S:g} s ({bound:g} s); none fired twice"
+    )
+    checks = {mode: _watcher_checks(figures, bound) for mode, figures in w["modes"].items()}
+    shared = checks.get("shared")
+    return {
+        "target": target,
+        "delay_bound_s": bound,
+        "checks": checks,
+        "met": None if shared is None else all(shared.values()),
+    }
+
+
+def _watcher_checks(m: dict[str, Any], bound: float) -> dict[str, bool]:
+    return {
+        "reads_per_interval": m["reads_per_interval"] <= WATCHER_READS_MAX,
+        "delay_p99": bool(_le(m["delay_p99_s"], bound)),
+        "fired_all": m["fired"] == m["expected"] and m["unexpected"] == 0 and m["errors"] == 0,
+        "none_fired_twice": m["fired_twice"] == 0,
+    }
+
+
+def _watchers_rows(w: dict[str, Any]) -> list[list[str]]:
+    """The shared stream (3.3) in our column, each watcher's own reads (3.0-3.2) beside it."""
+    title = (
+        f"7 DPC-run watchers ({w['watchers']} on {w['pipelines']} pipelines, {w['interval_s']:g} s, "
+        f"{w['runs_per_pipeline']} runs each)"
+    )
+    ours, own = w["modes"].get("shared"), w["modes"].get("own")
+    checks = w["checks"].get("shared") or {}
+    ratios = w.get("ratio_shared_to_own") or {}
+
+    def cell(m: dict[str, Any] | None, show: Callable[[dict[str, Any]], str]) -> str:
+        return "not run" if m is None else show(m)
+
+    def theirs(show: Callable[[dict[str, Any]], str]) -> str:
+        return "-" if own is None else f"{own['label']} {show(own)}"
+
+    def times(r: float | None) -> str:
+        return "-" if r is None else f"{r:.3f}x"
+
+    def requests(m: dict[str, Any]) -> str:
+        return f"{m['list_requests_per_interval']:.2f} ({m['reads_per_interval']:.2f} x {fmt(m['pages_per_read'], 2)})"
+
+    def events(m: dict[str, Any]) -> str:
+        wrong = [f"{m['unexpected']} unexpected"] * bool(m["unexpected"]) + [f"{m['errors']} failed"] * bool(
+            m["errors"]
+        )
+        return "; ".join([f"{m['fired']} / {m['expected']}", *wrong])
+
+    def delays(m: dict[str, Any]) -> str:
+        return f"{fmt(m['delay_p99_s'], 2)} / {fmt(m['delay_max_s'], 2)}"
+
+    met = (lambda key: _met(checks.get(key))) if ours else (lambda key: "-")
+    return [
+        [title, "list requests per poll interval (reads x pages per read)", cell(ours, requests), theirs(requests),
+         times(ratios.get("list_requests_per_interval")), f"<= {WATCHER_READS_MAX:g} reads plus pages",
+         met("reads_per_interval")],
+        [title, "events fired / expected (watcher x execution)", cell(ours, events), theirs(events), "-", "all",
+         met("fired_all")],
+        [title, "executions fired twice", cell(ours, lambda m: str(m["fired_twice"])),
+         theirs(lambda m: str(m["fired_twice"])), "-", "0", met("none_fired_twice")],
+        [title, "detection delay p50, s", cell(ours, lambda m: fmt(m["delay_p50_s"], 2)),
+         theirs(lambda m: fmt(m["delay_p50_s"], 2)), "-", "-", "-"],
+        [title, "detection delay p99 / max, s", cell(ours, delays), theirs(delays), "-",
+         f"<= {w['delay_bound_s']:g} s (interval + {WATCHER_DELAY_SLACK_S:g} s)", met("delay_p99")],
+        [title, "CPU of the process, s", cell(ours, lambda m: fmt(m["cpu_s"], 2)),
+         theirs(lambda m: fmt(m["cpu_s"], 2)), times(ratios.get("cpu_s")), "-", "-"],
+        [title, "the whole target, shared stream", "-", "-", "-", w["target"], _met(w["met"])],
+    ]  # fmt: skip
 
 
 def table(results: dict[str, Any]) -> str:

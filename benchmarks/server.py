@@ -13,11 +13,22 @@ This server is raw asyncio (uvloop when installed) and answers only what the ben
 * ``GET /dpc/v1/pipeline-executions?pipelineName=NAME``: one execution of that published pipeline,
   flat as the service lists it, started a minute before its flip moment: ``RUNNING`` until then,
   ``SUCCESS`` from then on (what ``DpcPipelineExecutionEventTrigger`` watchers wait for; the flip
-  moments are keyed by the pipeline's name);
-* ``GET /_bench/stats``, ``POST /_bench/reset`` (counters and flips; tokens and started pipelines
-  stay), ``PUT /_bench/schedule`` (``{"default": epoch, "at": {pipeline_id: epoch}}``),
+  moments are keyed by the pipeline's name), and the pipeline's runs put by ``PUT /_bench/runs``;
+* ``GET /dpc/v1/pipeline-executions`` without ``pipelineName``: the project's whole list, what
+  Airflow 3.3's shared stream of those watchers reads: every ``bench-run-*`` flip's execution and
+  every run put, newest start first. Both forms keep only executions started after ``startedAfter``
+  (and, for runs, already started) and answer in pages of ``limit`` (100 unless given), each but
+  the last with a ``more`` token that ``paginationToken`` sends back;
+* ``GET /_bench/stats``, ``POST /_bench/reset`` (counters, flips and runs; tokens and started
+  pipelines stay), ``PUT /_bench/schedule`` (``{"default": epoch, "at": {pipeline_id: epoch}}``),
+  ``PUT /_bench/runs`` (``[{"pipelineName": NAME, "startedAt": epoch, "finishedAt": epoch}]``: each
+  listed from its start, ``RUNNING`` until its end, ``SUCCESS`` from then on),
   ``PUT /_bench/started`` (a list of pipeline ids) and ``PUT /_bench/rate_limit``
   (``{"limit": N, "window": seconds}``) to steer and observe it.
+
+The stats count every executions list request (``GET executions``) and, among them, those of the
+project's whole list (``GET executions, project-wide``) and those asking for a page after the first
+(``GET executions, next page``), so a benchmark can tell reads from pages.
 
 With a rate limit set, API requests beyond it get the emulator's answer, 429 with ``Retry-After``,
 from the emulator's own limiter (``airflow_provider_dpc.emulator.ratelimit``), whose counters the
@@ -40,7 +51,7 @@ import urllib.parse
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_dpc.emulator.ratelimit import RateLimiter
 
@@ -57,10 +68,26 @@ REASONS = {
 }
 _JSON = b"application/json"
 _MAX_HEAD = 64 * 1024
+#: A page of the executions list when the request names no ``limit`` (the hook always names 100).
+PAGE_SIZE = 100
+#: Flips keyed by such a name are a published pipeline's execution; the others, streaming pipelines'
+#: ids, are no execution, so the project's whole list leaves them out.
+RUN_PREFIX = "bench-run-"
+
+
+class Run(NamedTuple):
+    """One execution of a published pipeline: listed from ``start``, RUNNING until ``end``, SUCCESS
+    from then on (epoch seconds)."""
+
+    name: str
+    start: float
+    end: float
+    execution_id: str
 
 
 class State:
-    """Tokens, counters and the moment each pipeline turns STREAMING (epoch seconds)."""
+    """Tokens, counters, the moment each pipeline turns STREAMING (epoch seconds) and the runs of
+    published pipelines the executions list shows."""
 
     def __init__(self) -> None:
         self.tokens: set[str] = set()
@@ -73,6 +100,7 @@ class State:
         self.requests: Counter[str] = Counter()
         self.default_flip = math.inf
         self.flips: dict[str, float] = {}
+        self.runs: list[Run] = []
         self.connections_opened = 0
         self.connections_closed = 0
         self.limiter = RateLimiter(self.limiter.limit, self.limiter.window, started=time.monotonic())
@@ -139,8 +167,7 @@ def handle(method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> 
         STATE.requests["unauthorized"] += 1
         return 401, _problem(401, "A valid bearer token is required")
     if path == EXECUTIONS and method == "GET":
-        STATE.requests["GET executions"] += 1
-        return 200, _executions(urllib.parse.parse_qs(query).get("pipelineName", [""])[0])
+        return _executions(urllib.parse.parse_qs(query))
     parts = path.split("/")  # '', dpc, v1, projects, {p}, streaming-pipelines, {id}, status|commands
     if len(parts) != 8 or parts[5] != "streaming-pipelines":
         return 404, _problem(404, f"No route matches {path}")
@@ -170,22 +197,96 @@ def handle(method: str, path: str, headers: dict[bytes, bytes], body: bytes) -> 
     return 405, _problem(405, f"{method} is not allowed on {path}")
 
 
-def _executions(pipeline_name: str) -> bytes:
-    """The list's one execution of ``pipeline_name``: RUNNING until its flip moment, then SUCCESS."""
-    flip = STATE.flip_at(pipeline_name)
-    if not pipeline_name or math.isinf(flip):
-        return b'{"results":[]}'
-    done = time.time() >= flip
-    execution = {
-        "pipelineExecutionId": str(uuid.uuid5(uuid.NAMESPACE_URL, pipeline_name)),
-        "pipelineName": pipeline_name,
+def _executions(query: dict[str, list[str]]) -> tuple[int, bytes]:
+    """A page of the executions list: one pipeline's (``pipelineName``) or, without it, the project's."""
+    name, token = _first(query, "pipelineName"), _first(query, "paginationToken")
+    STATE.requests["GET executions"] += 1
+    if not name:
+        STATE.requests["GET executions, project-wide"] += 1
+    if token:
+        STATE.requests["GET executions, next page"] += 1
+    try:
+        after = _epoch(_first(query, "startedAfter"))
+        limit = int(_first(query, "limit") or PAGE_SIZE)
+        cursor = _cursor(token)
+    except ValueError as exc:
+        return 400, _problem(400, f"bad executions query: {exc}")
+    if limit < 1:
+        return 400, _problem(400, "limit must be at least 1")
+    now = time.time()
+    rest = [
+        run
+        for run in _listed(name, now)
+        if (after is None or run.start > after) and (cursor is None or _order(run) > cursor)
+    ]
+    page = rest[:limit]
+    body: dict[str, Any] = {"results": [_execution(run, now) for run in page]}
+    if len(rest) > limit:
+        body["more"] = _token(page[-1])
+    return 200, json.dumps(body).encode()
+
+
+def _listed(name: str | None, now: float) -> list[Run]:
+    """The executions of pipeline ``name`` (every ``bench-run-*`` one when None), newest start first.
+
+    A flip's execution is listed whatever its start, as the server always answered it; a run put
+    only from its start, as the service lists an execution once it has begun.
+    """
+    runs = [run for run in STATE.runs if run.start <= now and (not name or run.name == name)]
+    flips = {name: STATE.flip_at(name)} if name else {k: v for k, v in STATE.flips.items() if k.startswith(RUN_PREFIX)}
+    runs += [
+        Run(key, at - 60, at, str(uuid.uuid5(uuid.NAMESPACE_URL, key)))
+        for key, at in flips.items()
+        if not math.isinf(at)
+    ]
+    return sorted(runs, key=_order)
+
+
+def _execution(run: Run, now: float) -> dict[str, Any]:
+    """One execution, flat as the service lists it."""
+    done = now >= run.end
+    return {
+        "pipelineExecutionId": run.execution_id,
+        "pipelineName": run.name,
         "environmentName": "bench",
         "status": "SUCCESS" if done else "RUNNING",
-        "startedAt": _timestamp(flip - 60),
-        "finishedAt": _timestamp(flip) if done else None,
+        "startedAt": _timestamp(run.start),
+        "finishedAt": _timestamp(run.end) if done else None,
         "message": None,
     }
-    return json.dumps({"results": [execution]}).encode()
+
+
+def _order(run: Run) -> tuple[float, str]:
+    """The list's order: newest start first, then by id, so a page's last one marks where the next begins."""
+    return -run.start, run.execution_id
+
+
+def _token(run: Run) -> str:
+    """The ``more`` token after ``run``: where it stands in the order, not an offset, so a run that
+    starts between two pages' requests shifts nothing already answered onto the next page."""
+    return f"{run.start!r}/{run.execution_id}"
+
+
+def _cursor(token: str | None) -> tuple[float, str] | None:
+    if not token:
+        return None
+    start, sep, execution_id = token.partition("/")
+    if not sep:
+        raise ValueError(f"paginationToken {token!r} is not one of ours")
+    return -float(start), execution_id
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _epoch(moment: str | None) -> float | None:
+    """An ISO 8601 ``startedAfter`` as epoch seconds (UTC where it names no zone)."""
+    if not moment:
+        return None
+    parsed = datetime.fromisoformat(moment)
+    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def _timestamp(epoch: float) -> str:
@@ -209,6 +310,12 @@ def _admin(method: str, path: str, body: bytes) -> tuple[int, bytes]:
         except (ValueError, TypeError, AttributeError) as exc:
             return 400, _problem(400, f"bad schedule: {exc}")
         return 200, json.dumps({"default": default, "pipelines": len(STATE.flips)}).encode()
+    if path == "/_bench/runs" and method == "PUT":
+        try:
+            STATE.runs = [_run(item) for item in json.loads(body or b"[]")]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return 400, _problem(400, f"bad list of runs: {exc}")
+        return 200, json.dumps({"runs": len(STATE.runs)}).encode()
     if path == "/_bench/rate_limit" and method == "PUT":
         try:
             data = json.loads(body or b"{}")
@@ -224,6 +331,13 @@ def _admin(method: str, path: str, body: bytes) -> tuple[int, bytes]:
             return 400, _problem(400, f"bad list of pipeline ids: {exc}")
         return 200, json.dumps({"started": len(STATE.started)}).encode()
     return 404, _problem(404, f"No admin route {method} {path}")
+
+
+def _run(item: dict[str, Any]) -> Run:
+    """A run put by ``PUT /_bench/runs``; its id is the one given, else derived from its name and start."""
+    name, start, end = str(item["pipelineName"]), float(item["startedAt"]), float(item["finishedAt"])
+    given = item.get("pipelineExecutionId")
+    return Run(name, start, end, str(given or uuid.uuid5(uuid.NAMESPACE_URL, f"{name}@{start!r}")))
 
 
 class HttpProtocol(asyncio.Protocol):

@@ -7,15 +7,19 @@ the ``bench`` extra; without it they are skipped, and the parts that need only t
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from benchmarks import report
 from benchmarks.__main__ import Sizes, run_all
-from benchmarks._common import has_dbt_cloud, has_http_provider
+from benchmarks._common import PROJECT_ID, BenchServer, grant_token, has_dbt_cloud, has_http_provider
 from benchmarks.processes import Case
+from benchmarks.watchers import skipped_modes
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +29,7 @@ IMPORT_RUNS = 2
 TOKEN_HOOKS, TOKEN_CALLS = 2, 3
 BUDGET_WAITS, BUDGET_PIPELINES, BUDGET_LIMIT = 12, 3, 30
 BUDGET_WATCHERS = 2
+WATCHERS, WATCHER_PIPELINES, WATCHER_RUNS = 20, 4, 2
 
 needs_dbt_cloud = pytest.mark.skipif(
     not has_dbt_cloud(), reason="the bench extra is not installed (apache-airflow-providers-dbt-cloud missing)"
@@ -32,6 +37,8 @@ needs_dbt_cloud = pytest.mark.skipif(
 needs_http_provider = pytest.mark.skipif(
     not has_http_provider(), reason="the bench extra is not installed (apache-airflow-providers-http missing)"
 )
+needs_watchers = pytest.mark.skipif("own" in skipped_modes(), reason=skipped_modes().get("own", ""))
+needs_shared_streams = pytest.mark.skipif("shared" in skipped_modes(), reason=skipped_modes().get("shared", ""))
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +72,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         # One triggerer process and one poke-mode worker process: each imports Airflow, the run's cost.
         process_cases=(Case(1, 1),),
         process_warmup=1.5,
+        watchers=WATCHERS,
+        watcher_pipelines=WATCHER_PIPELINES,
+        watcher_interval=0.3,
+        watcher_runs=WATCHER_RUNS,
+        # Time for the first reads of a process that has just imported Airflow, before the first end.
+        watcher_warmup=1.0,
+        watcher_spread=1.5,
         workdir=Path(tmp_path_factory.mktemp("bench")),
     )
     return run_all(sizes)
@@ -193,6 +207,78 @@ def test_processes_on_one_account(results: dict[str, Any]) -> None:
     assert case["delay_p99_s"] >= case["delay_p50_s"] > 0
 
 
+def _every_watcher_fired_once_per_run(mode: dict[str, Any]) -> None:
+    assert mode["expected"] == WATCHERS * WATCHER_RUNS
+    assert (mode["fired"], mode["fired_twice"], mode["unexpected"], mode["errors"]) == (
+        mode["expected"], 0, 0, 0
+    ), mode["samples"]  # fmt: skip
+    assert mode["delay_max_s"] >= mode["delay_p99_s"] >= mode["delay_p50_s"] >= 0
+    assert mode["list_requests"] >= mode["reads"] > 0
+    assert mode["cpu_s"] > 0
+
+
+@needs_watchers
+def test_dpc_run_watchers_reading_each_their_own(results: dict[str, Any]) -> None:
+    watchers = results["watchers"]
+    assert (watchers["watchers"], watchers["pipelines"], watchers["expected_events"]) == (
+        WATCHERS, WATCHER_PIPELINES, WATCHERS * WATCHER_RUNS
+    )  # fmt: skip
+    own = watchers["modes"]["own"]
+    _every_watcher_fired_once_per_run(own)
+    # Each its pipeline's list, a page of 2 runs; none reads the project's whole list.
+    assert (own["project_wide_requests"], own["pages_per_read"]) == (0, 1.0)
+    assert set(watchers["checks"]["own"]) == {"reads_per_interval", "delay_p99", "fired_all", "none_fired_twice"}
+
+
+@needs_shared_streams
+def test_dpc_run_watchers_sharing_one_read_of_the_project(results: dict[str, Any]) -> None:
+    watchers = results["watchers"]
+    own, shared = watchers["modes"]["own"], watchers["modes"]["shared"]
+    _every_watcher_fired_once_per_run(shared)
+    assert shared["project_wide_requests"] == shared["list_requests"]
+    # One read of the project an interval against one of each pipeline's (4): far fewer, counted.
+    assert shared["list_requests_per_interval"] * 2 <= own["list_requests_per_interval"]
+    assert 0 < watchers["ratio_shared_to_own"]["list_requests_per_interval"] <= 0.5
+    assert watchers["met"] in (True, False)  # judged; timings are the machine's, never asserted here
+    table = report.table(results)
+    assert "7 DPC-run watchers" in table
+    assert watchers["target"] in table
+
+
+def test_bench_server_pages_the_project_wide_list() -> None:
+    """The shared stream's read: every pipeline's runs, newest first, in pages that ``more`` links,
+    started after ``startedAfter`` and already started; one pipeline's list as before."""
+    now = float(int(time.time()))  # whole seconds: the answer's timestamps say them exactly
+    runs = [
+        {"pipelineName": f"bench-run-{i % 7}", "pipelineExecutionId": str(uuid.UUID(int=i + 1)),
+         "startedAt": now - 1000 + i, "finishedAt": now - 500 + i}
+        for i in range(250)
+    ] + [{"pipelineName": "bench-run-0", "startedAt": now + 3600, "finishedAt": now + 7200}]  # fmt: skip
+    with BenchServer() as server:
+        headers = {"Authorization": f"Bearer {grant_token(server.token_url)}"}
+        httpx.put(f"{server.origin}/_bench/runs", json=runs, timeout=10).raise_for_status()
+
+        def listed(**params: Any) -> list[dict[str, Any]]:
+            pages, more = 0, None
+            found: list[dict[str, Any]] = []
+            while pages == 0 or more:
+                query = {"projectId": PROJECT_ID, "limit": 100, **params, **({"paginationToken": more} if more else {})}
+                body = httpx.get(f"{server.origin}/dpc/v1/pipeline-executions", params=query, headers=headers).json()
+                pages, found, more = pages + 1, found + body["results"], body.get("more")
+            assert pages == max(1, -(-len(found) // 100))
+            return found
+
+        every = listed()
+        assert [e["pipelineExecutionId"] for e in every] == [str(uuid.UUID(int=i)) for i in range(250, 0, -1)]
+        assert {(e["status"], e["environmentName"]) for e in every} == {("SUCCESS", "bench")}
+        cut = every[49]["startedAt"]  # the 49 newer runs started after it
+        assert len(listed(startedAfter=cut)) == 49
+        assert {e["pipelineName"] for e in listed(pipelineName="bench-run-3")} == {"bench-run-3"}
+        requests = server.stats()["requests"]
+        assert requests["GET executions, next page"] == 2  # the whole list's pages after the first
+        assert requests["GET executions, project-wide"] == 3 + 1
+
+
 def test_token_reuse(results: dict[str, Any]) -> None:
     tokens = results["tokens"]
     assert tokens["hooks"] == 2 * TOKEN_HOOKS
@@ -208,6 +294,9 @@ def test_one_table_holds_every_benchmark(results: dict[str, Any]) -> None:
     lines = table.splitlines()
     assert lines[0].startswith("| benchmark |")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
-    for number in ("1 import cost", "2 cost per call", "3 triggerer", "4 token reuse", "5 API budget", "6 one account"):
+    numbers = ["1 import cost", "2 cost per call", "3 triggerer", "4 token reuse", "5 API budget", "6 one account"]
+    if "watchers" in results:
+        numbers.append("7 DPC-run watchers")
+    for number in numbers:
         assert any(line.startswith(f"| {number}") for line in lines), number
     assert report.machine_line(results["machine"])
