@@ -208,7 +208,7 @@ async def test_many_watchers_share_one_read_of_the_list_per_interval(conn_env: A
 
     conn_env("matillion_dpc_default")
     names = ("Pipeline 1", "Pipeline 10", "load")
-    watchers = [trigger(names[i % 3], poll_interval=0.2) for i in range(300)]
+    watchers = [trigger(names[i % 3], poll_interval=0.2) for i in range(1000)]
     assert len({w.shared_stream_key() for w in watchers}) == 1
     manager = SharedStreamManager()
     fired: dict[int, list[str]] = {i: [] for i in range(len(watchers))}
@@ -224,7 +224,7 @@ async def test_many_watchers_share_one_read_of_the_list_per_interval(conn_env: A
     try:
         await reads(fresh_emulator, 2)  # the group's first read: every watcher's starting point
         ran = {name: await run(fresh_emulator, name, ENV, seconds=0) for name in names}
-        await until(lambda: all(fired.values()), 20, "every watcher's event")
+        await until(lambda: all(fired.values()), 60, "every watcher's event")
         await reads(fresh_emulator, 3)
     finally:
         for task in tasks:
