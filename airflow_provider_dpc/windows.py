@@ -5,7 +5,9 @@ was due (:func:`airflow_provider_dpc._compat.scheduled_time`: Airflow 3's ``run_
 2.11 a scheduled run's data interval end or a manual run's logical date), never when it happened to
 start. So a run that starts late holds only what remains of its window, and a run whose window has
 passed (the latest scheduled run Airflow creates when a DAG is unpaused, a run queued behind another
-for hours) starts nothing: a stream that runs outside its window costs money and serves no one.
+for hours, a backfill, a catch-up, an old run cleared) is skipped and changes nothing in DPC: a
+stream that runs outside its window costs money and serves no one, and today's window must not be
+stopped by last week's run.
 
 The start operator and the hold read their window here; so does nothing else, so the rule is the
 same for every task of a window DAG.
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow_provider_dpc._compat import scheduled_time
+from airflow_provider_dpc._compat import AirflowSkipException, scheduled_time
 from airflow_provider_dpc.exceptions import DpcValidationError, FieldError
 
 __all__ = ["Timing", "Window", "window_length"]
@@ -92,10 +94,24 @@ class Window:
     closes: datetime
 
     @classmethod
-    def of_run(cls, context: Mapping[str, Any], length: WindowLength) -> Window:
+    def of_run(cls, context: Mapping[str, Any], length: WindowLength, field: str = "window_length") -> Window:
         """The window of the task's run: it opens when the run was due."""
         opens = scheduled_time(context)
-        return cls(opens, opens + window_length(length))
+        try:
+            return cls(opens, opens + window_length(length, field))
+        except OverflowError:  # a valid timedelta that reaches past the year 9999
+            raise DpcValidationError(
+                f"{field} {length!r} makes a window that ends after the last date Python can hold",
+                errors=[FieldError(field, "is too long")],
+            ) from None
+
+    def skip_if_closed(self, doing: str, now: datetime | None = None) -> None:
+        """Skip the task when the window has passed, saying why: a run whose window has passed (a
+        backfill, a catch-up, an old run cleared) changes nothing in DPC. Skipped, a window's setup
+        skips its teardown too, so no STOP reaches a stream today's window keeps running."""
+        now = now or datetime.now(UTC)
+        if self.timing(now) is Timing.CLOSED:
+            raise AirflowSkipException(f"{self.explain(now)}; {doing}: a run whose window has passed changes nothing")
 
     def timing(self, now: datetime) -> Timing:
         if now >= self.closes:

@@ -3,14 +3,15 @@
 The window follows the schedule, not the moment a run happens to start: it opens when the run was
 due (06:00) and closes ``window_hours`` later. A run that starts late (queued, or the scheduler was
 down) holds only what remains of its window; a run whose window has passed, such as the latest
-scheduled run Airflow creates when the DAG is first unpaused, starts nothing and succeeds, saying so
-in its log. A triggered run's window opens when it is triggered.
+scheduled run Airflow creates when the DAG is first unpaused, a backfill or a cleared old run, changes
+nothing in DPC: its start and hold are skipped, saying why in their logs, and so is its stop, so it
+never stops the stream of today's window. A triggered run's window opens when it is triggered.
 
 The pipeline is created from ``streaming-pipeline.json`` when it does not exist yet, or reused.
 The hold is ``DpcKeepStreamingOperator``: if the pipeline drops it is started again (up to two
 restarts), and if it cannot be kept streaming the hold fails at once, saying when it dropped, and
-the failure callback tells the team. Closing the window is a teardown: it always runs, stops the
-pipeline if it runs (a stream running outside its window is what this DAG exists to prevent) and
+the failure callback tells the team. Closing the window is a teardown: it runs whenever the window
+was opened, stops the pipeline if it runs (a stream running outside its window is what this DAG exists to prevent) and
 sends nothing if it does not; the run's outcome is the hold's, so a window the stream did not last
 through is not green.
 """

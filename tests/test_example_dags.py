@@ -19,8 +19,8 @@ import pytest
 
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.links.dpc import DpcPipelineExecutionLink
-from airflow_provider_dpc.models import PipelineStatus
-from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to
+from airflow_provider_dpc.models import PipelineCommand, PipelineStatus
+from tests.guide import GUIDE_AGENT_ID, PROJECT_ID, guide_body, requests_to, wait_for_status
 
 pytestmark = [pytest.mark.every_line, pytest.mark.slow]
 
@@ -182,16 +182,26 @@ def test_a_late_scheduled_window_holds_only_what_remains(example_env: Any, warm_
     assert requests_to(example_env, "POST", "/commands") == 2
 
 
-def test_an_expired_scheduled_window_starts_nothing_and_succeeds(example_env: Any, warm_dag_test: None) -> None:
-    make_pipeline("expired-window")
+def test_an_expired_scheduled_window_is_skipped_and_touches_nothing(example_env: Any, warm_dag_test: None) -> None:
+    pipeline_id = make_pipeline("expired-window")
+    DpcHook().send_command(PROJECT_ID, pipeline_id, PipelineCommand.START)  # today's window streams it
+    wait_for_status(DpcHook(), pipeline_id, PipelineStatus.STREAMING, within=10)
+    commands, reads = requests_to(example_env, "POST", "/commands"), requests_to(example_env, "GET", "/status")
     dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
     began = time.monotonic()
+    # Two days ago's run (a backfill, a catch-up, an old run cleared) while today's window streams.
     run = run_due(dag, datetime.now(UTC) - timedelta(days=2), pipeline_name="expired-window", deferrable=True)
     took = time.monotonic() - began
-    assert task_states(run) == dict.fromkeys(WINDOW_TASKS, "success")
+    assert task_states(run) == {
+        "create_or_reuse_pipeline": "success",
+        "open_window": "skipped",
+        "hold_until_window_closes": "skipped",
+        "close_window": "skipped",  # a skipped setup skips its teardown: no STOP
+    }
     assert str(run.state) == "success"
-    assert requests_to(example_env, "POST", "/commands") == 0  # no START, and no STOP for a stopped pipeline
-    assert requests_to(example_env, "GET", "/status") == 1  # the teardown's one read; the hold read nothing
+    assert requests_to(example_env, "POST", "/commands") == commands  # no START, no STOP
+    assert requests_to(example_env, "GET", "/status") == reads  # nothing was even read
+    assert DpcHook().get_status(PROJECT_ID, pipeline_id) is PipelineStatus.STREAMING  # today's stream runs on
     assert took < 60, f"an expired window's run took {took:.0f} s"
 
 

@@ -107,3 +107,13 @@ def test_operators_refuse_a_bad_window_when_the_dag_is_parsed_and_take_a_templat
         DpcKeepStreamingOperator(task_id="k", until="2026-01-01T00:00:00", window_length=60, **common)
     templated = DpcKeepStreamingOperator(task_id="k", window_length="{{ params.hours * 3600 }}", **common)
     assert "window_length" in templated.template_fields
+
+
+def test_a_window_that_would_end_after_the_last_date_is_refused_naming_the_field() -> None:
+    """A valid timedelta (ten thousand years) whose window cannot be computed: a clear error, not a
+    bare OverflowError, from a literal or a rendered template alike."""
+    context = {"dag_run": SimpleNamespace(run_after=datetime(2026, 1, 5, 6, tzinfo=UTC))}
+    for length in (86400 * 365 * 10_000, str(86400 * 365 * 10_000)):
+        with pytest.raises(DpcValidationError, match=r"window_length .* ends after the last date") as caught:
+            Window.of_run(context, length)
+        assert [(e.field, e.message) for e in caught.value.errors] == [("window_length", "is too long")]

@@ -272,8 +272,8 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _TimedPipel
 
     With ``window_length`` it opens a scheduled window (see :mod:`airflow_provider_dpc.windows`):
     the window runs from when the task's run was due for that long, and once it has passed the task
-    sends nothing (not even a read) and succeeds, saying so in its log, returning None instead of
-    the pipeline id.
+    sends nothing (not even a read) and is skipped, saying why in its log; skipped, it skips the
+    window's teardown stop too, so a backfill or a cleared old run never stops today's stream.
 
     :param wait_for_streaming: wait for STREAMING (default) or return once START is accepted.
     :param grace_period: seconds after START during which NOT_RUNNING is not yet a failure.
@@ -303,9 +303,7 @@ class DpcStartStreamingPipelineOperator(FetchedPipelineLineageMixin, _TimedPipel
     def execute(self, context: Context) -> Any:
         if self.window_length is not None:
             window = _window(context, self.window_length)
-            if window.remaining(datetime.now(UTC)) <= 0:
-                self.log.info("%s; not starting the pipeline", window.explain())
-                return None
+            window.skip_if_closed("not starting the pipeline")
             self.log.info("%s", window.explain())
         project_id, pipeline_id = self._find(context)
         status = self.hook.get_status(project_id, pipeline_id)
@@ -437,8 +435,8 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
 
     The end is ``until``, or with ``window_length`` the close of the run's scheduled window (see
     :mod:`airflow_provider_dpc.windows`): from when the run was due, for that long, so a late run
-    holds only what remains of its window, and a run whose window has passed holds nothing and
-    succeeds at once, without a call.
+    holds only what remains of its window, and a run whose window has passed holds nothing and is
+    skipped at once, without a call.
 
     :param until: when the hold ends: a datetime or an ISO 8601 string (templated); naive times are UTC.
     :param window_length: instead of ``until``, the length of the run's window: seconds, a timedelta
@@ -477,9 +475,7 @@ class DpcKeepStreamingOperator(_WaitingPipelineOperator):
         deadline = self._deadline(context)  # a bad ``until`` or window fails before any call
         if self.window_length is not None:
             window = _window(context, self.window_length)
-            if window.remaining(datetime.now(UTC)) <= 0:
-                self.log.info("%s; nothing to hold", window.explain())
-                return HoldRecord().outcome()
+            window.skip_if_closed("nothing to hold")
             self.log.info("%s", window.explain())
         project_id, pipeline_id = self._find(context)
         if time.time() >= deadline:
