@@ -36,10 +36,9 @@ __all__ = [
     "amask_secret",
     "asset_state_accessors",
     "conf",
-    "data_interval_end",
     "get_xcom_value",
     "mask_secret",
-    "scheduled_time",
+    "run_moment",
     "task_state_store",
 ]
 
@@ -92,30 +91,39 @@ def get_xcom_value(ti_key: Any, key: str) -> Any:
 
 
 # ---- when a run was due --------------------------------------------------------------------------
-# Airflow 3 gives every run ``run_after``: when it was due (a scheduled run's data interval end or
-# cron time, a manual run's trigger time). Airflow 2 has no such field; there a scheduled run is due
-# at its data interval's end, and a manual one at its logical date (the data interval a cron
-# schedule infers for a manual run is the last whole one, which may have ended days before).
+# Airflow 3 gives every run ``run_after``: when it was due (a scheduled or backfill run's data
+# interval end or cron time, an asset-triggered run's event, a manual run's trigger time). Airflow 2
+# has no such field: there a scheduled run is due at its data interval's end, a dataset-triggered
+# one at its logical date (the newest event's time; its interval is the upstream run's), a manual
+# one at its logical date (the interval a cron schedule infers for it may have ended days before).
 
 
-def scheduled_time(context: Mapping[str, Any]) -> datetime:
-    """When the task's run was due, timezone-aware: what a scheduled window opens at."""
+def run_moment(context: Mapping[str, Any]) -> datetime:
+    """When the task's run was due, timezone-aware, by one rule on every line: what a scheduled
+    window opens at and what the DPC-run sensor counts from by default.
+
+    * a manual run: its logical date where one was given (a user who names a date means that date's
+      run; Airflow 3's trigger form fills in the trigger time, so a plain trigger means now), else
+      when it was triggered;
+    * a scheduled, catch-up or backfill run: when it was due;
+    * an asset- (dataset-) triggered run: when the event came.
+    """
     dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None)
+    kind = str(getattr(run_type, "value", run_type) or "")  # the Task SDK's enum prints its name
     run_after = getattr(dag_run, "run_after", None)
-    if run_after is not None:
-        return _aware(run_after)
-    manual = str(getattr(dag_run, "run_type", "")) == "manual"
-    moment = context.get("logical_date") if manual else context.get("data_interval_end") or context.get("logical_date")
+    logical_date = context.get("logical_date")
+    if kind == "manual":
+        moment = logical_date or run_after
+    elif run_after is not None:
+        moment = run_after
+    elif kind.endswith("_triggered"):
+        moment = logical_date
+    else:
+        moment = context.get("data_interval_end") or logical_date
     if moment is None:
         raise ValueError("the task's run has no run_after, data interval or logical date to tell when it was due")
     return _aware(moment)
-
-
-def data_interval_end(context: Mapping[str, Any]) -> datetime:
-    """The end of the run's data interval, or when it was due where it has none (Airflow 3's manual
-    and asset-triggered runs may have no logical date, and so no interval)."""
-    end = context.get("data_interval_end")
-    return _aware(end) if end is not None else scheduled_time(context)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -1,13 +1,13 @@
 """Scheduled streaming windows: the one place that decides what a run's window is.
 
-A window is ``[scheduled time, scheduled time + length]``, where the scheduled time is when the run
-was due (:func:`airflow_provider_dpc._compat.scheduled_time`: Airflow 3's ``run_after``, on Airflow
-2.11 a scheduled run's data interval end or a manual run's logical date), never when it happened to
-start. So a run that starts late holds only what remains of its window, and a run whose window has
-passed (the latest scheduled run Airflow creates when a DAG is unpaused, a run queued behind another
-for hours, a backfill, a catch-up, an old run cleared) is skipped and changes nothing in DPC: a
-stream that runs outside its window costs money and serves no one, and today's window must not be
-stopped by last week's run.
+A window is ``[due, due + length]``, where ``due`` is when the run was due
+(:func:`airflow_provider_dpc._compat.run_moment`: a scheduled or backfill run's due time, a manual
+run's logical date where one was given, else its trigger time, an asset-triggered run's event time),
+never when it happened to start. So a run that starts late holds only what remains of its window,
+and a run whose window has passed (the latest scheduled run Airflow creates when a DAG is unpaused,
+a run queued behind another for hours, a backfill, a catch-up, an old run cleared) is skipped and
+changes nothing in DPC: a stream that runs outside its window costs money and serves no one, and
+today's window must not be stopped by last week's run.
 
 The start operator and the hold read their window here; so does nothing else, so the rule is the
 same for every task of a window DAG.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow_provider_dpc._compat import AirflowSkipException, scheduled_time
+from airflow_provider_dpc._compat import AirflowSkipException, run_moment
 from airflow_provider_dpc.exceptions import DpcValidationError, FieldError
 
 __all__ = ["Timing", "Window", "window_length"]
@@ -96,7 +96,7 @@ class Window:
     @classmethod
     def of_run(cls, context: Mapping[str, Any], length: WindowLength, field: str = "window_length") -> Window:
         """The window of the task's run: it opens when the run was due."""
-        opens = scheduled_time(context)
+        opens = run_moment(context)
         try:
             return cls(opens, opens + window_length(length, field))
         except OverflowError:  # a valid timedelta that reaches past the year 9999

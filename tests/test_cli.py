@@ -6,9 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
+from tests.guide import PROJECT_ID, ROOT, requests_to
 
 pytestmark = [pytest.mark.every_line, pytest.mark.slow]
 
@@ -64,3 +68,28 @@ def test_connections_test_succeeds_and_fails_clearly(emulator: Any) -> None:
     assert "Connection failed!" in output
     assert "refused the client credentials" in output
     assert "wrong-secret-value" not in output
+
+
+def test_dags_test_of_a_past_weekdays_window_sends_nothing(fresh_emulator: Any, airflow_db: None) -> None:
+    """``airflow dags test <window DAG> <a weekday two or more days ago>``: a user who names a date
+    means that date's window, long closed, so the run changes nothing in DPC, on every line."""
+    day = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    while day.weekday() > 4:
+        day -= timedelta(days=1)
+    began = time.monotonic()
+    result = airflow(
+        "dags",
+        "test",
+        "example_dpc_scheduled_window",
+        day.isoformat(),
+        env={
+            **fresh_emulator.airflow_env(),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+            "DPC_PROJECT_ID": PROJECT_ID,
+        },
+    )
+    took = time.monotonic() - began
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert requests_to(fresh_emulator, "POST", "/commands") == 0  # no START, no STOP
+    assert requests_to(fresh_emulator, "GET", "/status") == 0
+    assert took < 60, f"the run took {took:.0f} s"

@@ -124,10 +124,11 @@ def make_pipeline(name: str) -> str:
 
 
 def run_due(dag: Any, due: datetime, **conf: Any) -> Any:
-    """``dag.test()`` of a run that was due at ``due``: Airflow 3's ``run_after`` (its logical date and
-    start stay now, so a window computed from either would show), Airflow 2.11's logical date."""
+    """``dag.test()`` of a run that was due at ``due``: on Airflow 3 a run triggered then with no
+    logical date (``run_after``; its start stays now, so a window computed from it would show), on
+    Airflow 2.11 a run of that logical date."""
     if "run_after" in inspect.signature(dag.test).parameters:
-        return dag.test(run_after=due, run_conf=conf)
+        return dag.test(run_after=due, logical_date=None, run_conf=conf)
     return dag.test(execution_date=due, run_conf=conf)
 
 

@@ -20,9 +20,12 @@ TEN_HOURS = 10 * 3600
 
 
 def run_type(name: str) -> Any:
-    """The installed Airflow's own DagRunType member, as its context holds it."""
-    from airflow.utils.types import DagRunType
-
+    """The DagRunType member a task's context holds on the installed Airflow: the Task SDK's own
+    enum on Airflow 3 (whose str() is its name, not its value), else Airflow's."""
+    try:
+        from airflow.sdk.api.datamodels._generated import DagRunType
+    except ImportError:
+        from airflow.utils.types import DagRunType  # type: ignore[no-redef,attr-defined,unused-ignore]
     return DagRunType(name)
 
 
@@ -39,12 +42,31 @@ def airflow2_context(kind: str, logical_date: datetime, start: datetime, end: da
     return {"dag_run": dag_run, "logical_date": logical_date, "data_interval_start": start, "data_interval_end": end}
 
 
+def test_an_event_triggered_run_opens_its_window_when_the_event_came() -> None:
+    """Airflow 3: run_after is when the event came. Airflow 2.11: the run's logical date is the newest
+    event's time, while its data interval is the upstream run's (a run due at 00:00 whose event came
+    at 07:00 would open a window that closed at 06:00)."""
+    from airflow.utils.types import DagRunType
+
+    event = MON_6 + timedelta(hours=1)
+    if hasattr(DagRunType, "ASSET_TRIGGERED"):
+        context = airflow3_context(event, "asset_triggered", None)
+    else:
+        context = airflow2_context("dataset_triggered", event, MON_6 - timedelta(days=1), MON_6 - timedelta(hours=6))
+    assert Window.of_run(context, TEN_HOURS).opens == event
+
+
 @pytest.mark.parametrize(
     ("context", "opens"),
     [
         pytest.param(airflow3_context(MON_6, "scheduled", MON_6), MON_6, id="3.x scheduled (cron trigger)"),
         pytest.param(airflow3_context(MON_6, "manual", None), MON_6, id="3.x manual, no logical date"),
-        pytest.param(airflow3_context(MON_6, "manual", MON_6 - timedelta(days=3)), MON_6, id="3.x manual, old date"),
+        pytest.param(
+            airflow3_context(MON_6, "manual", MON_6 - timedelta(days=3)),
+            MON_6 - timedelta(days=3),
+            id="3.x manual given a date: that date's window, not the trigger's",
+        ),
+        pytest.param(airflow3_context(MON_6, "backfill", MON_6), MON_6, id="3.x backfill: when it was due"),
         pytest.param(airflow2_context("scheduled", MON_6, MON_6, TUE_6), TUE_6, id="2.11 scheduled: interval end"),
         pytest.param(
             airflow2_context("manual", MON_6 + timedelta(hours=2), MON_6 - timedelta(days=1), MON_6),

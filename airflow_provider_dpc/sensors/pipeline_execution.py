@@ -59,8 +59,8 @@ class DpcPipelineExecutionSensor(DpcStatusSensor):
         wait for (templated), as you would execute it (``load``, ``orders/load``).
     :param environment_name: the environment it runs in (templated); with ``pipeline_name`` only.
     :param started_after: only executions that started after this moment count (templated; ISO
-        8601 text or a datetime, UTC where it names no zone). By default the run's data interval
-        end, or when the run was due where it has no interval.
+        8601 text or a datetime, UTC where it names no zone). By default when the run was due, by
+        the rule scheduled windows follow (:func:`~airflow_provider_dpc._compat.run_moment`).
     :param fail_on_failure: False waits through executions that end short of SUCCESS, logging each.
     """
 
@@ -138,12 +138,12 @@ class DpcPipelineExecutionSensor(DpcStatusSensor):
         )
 
     def moment(self, context: Context) -> datetime:
-        """``started_after`` as a timezone-aware time: the rendered value, else the run's data
-        interval end (or when the run was due)."""
+        """``started_after`` as a timezone-aware time: the rendered value, else when the run was due
+        (:func:`~airflow_provider_dpc._compat.run_moment`, the rule scheduled windows follow)."""
         from airflow_provider_dpc.models import parse_time
 
         if self.started_after is None or self.started_after == "":
-            return _compat.data_interval_end(context)
+            return _compat.run_moment(context)
         moment = parse_time(self.started_after)
         if moment is None:
             shown = repr(self.started_after)[:80]
