@@ -369,12 +369,13 @@ class AirflowCluster:
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the public REST API (``/api/v2`` + ``path``); returns the JSON body, raises on errors.
 
-        A "Database error" (SQLite locked by the scheduler's writes on a busy machine) is asked
-        again, up to three times a second apart: the deployment's database is not what is tested.
+        A "Database error" (500) or "Database is locked" (503, which a backfill's creation answers)
+        means SQLite was locked by the scheduler's and triggerer's writes on a busy machine: asked
+        again, up to ten times a second apart, as the deployment's database is not what is tested.
         """
-        for _ in range(3):
+        for _ in range(10):
             response = self._http.request(method, path, **kwargs)
-            if not (response.status_code == 500 and "Database error" in response.text):
+            if not _sqlite_locked(response):
                 break
             time.sleep(1.0)
         if response.is_error:
@@ -515,6 +516,12 @@ class AirflowCluster:
                     f"run {run_id} of {dag_id} is still {state} after {timeout:g} s; states seen:\n{history}"
                 )
             time.sleep(interval)
+
+
+def _sqlite_locked(response: httpx.Response) -> bool:
+    if response.status_code == 500:
+        return "Database error" in response.text
+    return response.status_code == 503 and "Database is locked" in response.text
 
 
 def _mtime(path: Path) -> float:
