@@ -76,11 +76,6 @@ class WatchMemory:
         self._stores = asset_state_accessors(trigger)
         self._saved: Any = _UNSET
 
-    @property
-    def kept(self) -> bool:
-        """Whether Airflow keeps this watcher's memory (3.3+, in a triggerer)."""
-        return bool(self._stores)
-
     async def load(self) -> Any:
         """What the watcher kept last, or None: a first start, or no store."""
         for store in self._stores:
