@@ -44,7 +44,7 @@ class _Strict(BaseModel):
 
 class RateLimit(_Strict):
     count: Count
-    retry_after: Seconds = 1.0
+    retry_after: Seconds | None = 1.0  # None: the 429 names no Retry-After
 
 
 class ServerErrors(_Strict):
@@ -92,7 +92,7 @@ class Fault(enum.Enum):
 class FaultAction:
     fault: Fault
     status: int = 200
-    retry_after: float = 0.0
+    retry_after: float | None = 0.0  # None: no Retry-After header
 
 
 class FaultPlan:

@@ -26,6 +26,11 @@ __all__ = ["FaultMiddleware"]
 _MISSING_BYTES = 100  # announced but never sent when a connection is dropped
 
 
+def _instance(path: str) -> str:
+    """A problem's ``instance``: an API path as the API names it, the token endpoint's as it is."""
+    return path[len("/dpc") :] if path.startswith(API_PREFIX + "/") else path
+
+
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:g}"
 
@@ -46,7 +51,8 @@ class FaultMiddleware:
         if not (path.startswith(API_PREFIX + "/") or (path == TOKEN_PATH and faults.applies_to_token_endpoint())):
             await self.app(scope, receive, send)
             return
-        if path.startswith(API_PREFIX + "/") and await self._over_limit(emulator, scope, receive, send):
+        # The account's limit counts token grants too where faults reach the token endpoint.
+        if await self._over_limit(emulator, scope, receive, send):
             return
         delay = faults.latency()
         if delay:
@@ -72,7 +78,7 @@ class FaultMiddleware:
             429,
             f"Rate limit of {limiter.limit} requests per {limiter.window:g} seconds exceeded; "
             f"retry after {retry_after} seconds",
-            scope["path"][len("/dpc") :],
+            _instance(scope["path"]),
             headers={"Retry-After": retry_after},
         )
         await response(scope, receive, send)
@@ -86,16 +92,18 @@ class FaultMiddleware:
         return "(unmatched)"
 
     async def _refuse(self, action: FaultAction, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        instance = path[len("/dpc") :] if path.startswith(API_PREFIX + "/") else path
+        instance = _instance(scope["path"])
         if action.fault is Fault.RATE_LIMIT:
-            retry_after = _format_seconds(action.retry_after)
-            response = problem_response(
-                429,
-                f"Rate limit exceeded; retry after {retry_after} seconds",
-                instance,
-                headers={"Retry-After": retry_after},
-            )
+            if action.retry_after is None:
+                response = problem_response(429, "Rate limit exceeded", instance)
+            else:
+                retry_after = _format_seconds(action.retry_after)
+                response = problem_response(
+                    429,
+                    f"Rate limit exceeded; retry after {retry_after} seconds",
+                    instance,
+                    headers={"Retry-After": retry_after},
+                )
         else:
             response = problem_response(action.status, "Injected server error; try again later", instance)
         await response(scope, receive, send)

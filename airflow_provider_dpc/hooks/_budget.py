@@ -59,6 +59,9 @@ MIN_RATE = 0.5
 STEP_SECONDS = 1.0
 #: Seconds over which the process's own sending rate is measured (what a cut applies to).
 MEASURE_SECONDS = 5.0
+#: The hold of a 429 that names no ``Retry-After``: long enough for the account's rolling minute to
+#: shed some requests, short enough that one answer without the header never stalls the process.
+UNNAMED_HOLD = 2.0
 
 
 class Budget:
@@ -160,14 +163,14 @@ class Budget:
 
     def throttled(self, retry_after: float | None, place: int | None = None) -> None:
         """The API answered 429 to the request of ``place``: hold every caller for ``retry_after``
-        and, once per congestion event, cut the rate."""
+        (:data:`UNNAMED_HOLD` when the answer named none) and, once per congestion event, cut the rate."""
         with self._lock:
             now = self._clock()
             self._advance(now)
             self.throttles += 1
             self._tokens = min(self._tokens, 0.0)  # the burst is gone: the server says we are over
             self._paced = min(self._paced, 0.0)
-            hold = 1.0 if retry_after is None else retry_after
+            hold = UNNAMED_HOLD if retry_after is None else retry_after
             same_event = now < self._blocked_until or (place is not None and place <= self._cut_place)
             self._blocked_until = max(self._blocked_until, now + hold)
             if same_event:

@@ -268,7 +268,8 @@ class Done(Generic[T]):
 class Retry:
     delay: float
     refresh_token: bool = False
-    #: A 429: the whole process slows down, not only this call (see ``hooks/_budget.py``).
+    #: A 429 naming its ``Retry-After``: the budget holds the whole process that long (see
+    #: ``hooks/_budget.py``), and this call waits there with every other, not on its own.
     throttled: bool = False
 
 
@@ -319,9 +320,11 @@ def judge(call: Call[T], response: Answer, attempts: Attempts, can_refresh: bool
         attempts.refreshed = True
         return Retry(0.0, refresh_token=True)
     if status == 429:
-        return _retry_or_fail(call, attempts, retry_after(response), error, always=True, throttled=True)
+        # Without Retry-After the budget holds the process only briefly; this call backs off on its own.
+        wanted = retry_after(response)
+        return _retry_or_fail(call, attempts, wanted, error, always=True, throttled=wanted is not None)
     if status in RETRYABLE_STATUSES:
-        return _retry_or_fail(call, attempts, None, error)
+        return _retry_or_fail(call, attempts, retry_after(response), error)
     return Fail(error)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -10,7 +11,7 @@ import sys
 import time
 import urllib.request
 import weakref
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, Unpack
@@ -38,9 +39,11 @@ from airflow_provider_dpc.hooks._protocol import (
     ConnectionSettings,
     Done,
     Fail,
+    Outcome,
     Retry,
     judge,
     judge_error,
+    retry_after,
     token_call,
     token_error,
 )
@@ -196,8 +199,9 @@ class DpcHook(_compat.BaseHook):
             attempts.next_try()
             token = self._token(settings) if call.authenticated else None
             place = None
-            if call.authenticated and self.keep_to_budget:
-                # Wait for this call's turn, looking again on waking: a 429 meanwhile holds it too.
+            if self.keep_to_budget:
+                # Wait for this call's turn (the token grant's too), looking again on waking: a 429
+                # meanwhile holds it too.
                 budget = self.budget(settings)
                 place, wait = budget.take()
                 while wait > 0:
@@ -208,13 +212,13 @@ class DpcHook(_compat.BaseHook):
             except httpx.HTTPError as exc:
                 outcome = judge_error(call, exc, attempts)
             else:
-                outcome = judge(call, response, attempts, can_refresh=not settings.static_token)
+                outcome = self._judge(call, response, attempts, place)
             if isinstance(outcome, Done):
                 return outcome.value
             if isinstance(outcome, Fail):
                 raise outcome.error
-            self._before_retry(call, outcome, attempts, token, place)
-            if not outcome.throttled:  # a throttled retry waits in the budget, with every other caller
+            self._before_retry(call, outcome, attempts, token)
+            if not (outcome.throttled and place is not None):  # else it waits in the budget, with every caller
                 time.sleep(outcome.delay)
 
     async def arun(self, call: Call[T]) -> T:
@@ -227,7 +231,7 @@ class DpcHook(_compat.BaseHook):
             attempts.next_try()
             token = await self._atoken(settings) if call.authenticated else None
             place = None
-            if call.authenticated and self.keep_to_budget:
+            if self.keep_to_budget:
                 budget = self.budget(settings)
                 place, wait = budget.take()
                 while wait > 0:
@@ -238,20 +242,23 @@ class DpcHook(_compat.BaseHook):
             except httpx.HTTPError as exc:
                 outcome = judge_error(call, exc, attempts)
             else:
-                outcome = judge(call, response, attempts, can_refresh=not settings.static_token)
+                outcome = self._judge(call, response, attempts, place)
             if isinstance(outcome, Done):
                 return outcome.value
             if isinstance(outcome, Fail):
                 raise outcome.error
-            self._before_retry(call, outcome, attempts, token, place)
-            if not outcome.throttled:
+            self._before_retry(call, outcome, attempts, token)
+            if not (outcome.throttled and place is not None):
                 await asyncio.sleep(outcome.delay)
 
-    def _before_retry(
-        self, call: Call[Any], retry: Retry, attempts: Attempts, token: str | None, place: int | None
-    ) -> None:
-        if retry.throttled:
-            self.budget(self.settings).throttled(retry.delay, place)
+    def _judge(self, call: Call[T], response: Answer, attempts: Attempts, place: int | None) -> Outcome[T]:
+        """What the answer means for the call; a 429 is also a congestion signal to the budget,
+        the last attempt's too, so the process slows down even when this call gives up."""
+        if response.status_code == 429 and place is not None:
+            self.budget(self.settings).throttled(retry_after(response), place)
+        return judge(call, response, attempts, can_refresh=not self.settings.static_token)
+
+    def _before_retry(self, call: Call[Any], retry: Retry, attempts: Attempts, token: str | None) -> None:
         if retry.refresh_token:
             log.info("%s %s: token refused, fetching a new one", call.method, call.path)
             TOKENS.invalidate(self.settings.token_key, token)
@@ -291,7 +298,7 @@ class DpcHook(_compat.BaseHook):
         token = TOKENS.get(key)
         if token is not None:
             return token
-        async with _async_fetch_lock(key):
+        async with _one_token_fetch(key):
             token = TOKENS.get(key)
             if token is None:
                 try:
@@ -797,10 +804,20 @@ _ASYNC_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[st
 )
 
 
-def _async_fetch_lock(key: tuple[str, str]) -> asyncio.Lock:
-    # One token fetch per event loop: a thousand triggers starting together share one grant.
+@contextlib.asynccontextmanager
+async def _one_token_fetch(key: tuple[str, str]) -> AsyncIterator[None]:
+    """One token request in flight per client and process: a thousand triggers starting together
+    share one grant, and an event loop's fetch waits for a worker thread's (the process-wide lock,
+    polled so the loop never blocks)."""
     locks = _ASYNC_LOCKS.setdefault(asyncio.get_running_loop(), {})
-    return locks.setdefault(key, asyncio.Lock())
+    async with locks.setdefault(key, asyncio.Lock()):
+        process_lock = TOKENS.fetch_lock(key)
+        while not process_lock.acquire(blocking=False):
+            await asyncio.sleep(0.05)
+        try:
+            yield
+        finally:
+            process_lock.release()
 
 
 # ---- async clients ----------------------------------------------------------------------------

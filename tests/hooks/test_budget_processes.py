@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_dpc.emulator.ratelimit import RateLimiter
-from airflow_provider_dpc.hooks._budget import BETA, PEAK, Budget
+from airflow_provider_dpc.hooks._budget import BETA, PEAK, UNNAMED_HOLD, Budget
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from tests.guide import PROJECT_ID, guide_body
 
@@ -125,6 +125,23 @@ def test_a_burst_of_429s_is_one_congestion_event() -> None:
     assert not account.send(mine, place)
     assert (mine.throttles, mine.cuts) == (11, 2)
     assert mine.rate <= cut * BETA
+
+
+def test_a_429_naming_no_retry_after_holds_briefly_and_cuts_once() -> None:
+    """Not the call's own backoff (up to a minute) and not the rate's floor: a short hold and one cut."""
+    now = [100.0]
+    budget = Budget(1000, clock=lambda: now[0])
+    place, _ = budget.take()
+    budget.throttled(None, place)
+    assert (budget.cuts, budget.rate) == (1, pytest.approx(budget.max_rate * BETA))
+    budget.throttled(None, place)  # another 429 of the same request's moment: the same event
+    assert budget.cuts == 1
+    (later, wait) = budget.take()
+    started = now[0]
+    while wait > 0:  # slept as a caller sleeps: looking again on waking
+        now[0] += wait
+        wait = budget.wait(later)
+    assert UNNAMED_HOLD <= now[0] - started < UNNAMED_HOLD + 1.0
 
 
 def test_a_block_holds_requests_already_given_their_moment() -> None:

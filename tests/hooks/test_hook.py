@@ -226,6 +226,71 @@ def test_rate_limit_beyond_the_budget_fails_clearly(dpc_conn: str, fresh_emulato
         hook.list_projects()
 
 
+def test_a_429_without_retry_after_holds_the_process_briefly_even_when_the_call_gives_up(
+    dpc_conn: str, fresh_emulator: Any
+) -> None:
+    """The budget hears the last attempt's 429 too (here the only one), holds every caller of the
+    process a short while since the answer named no Retry-After, and cuts the rate once."""
+    DpcHook(dpc_conn).list_projects()  # the token first: the 429 meets the API call
+    fresh_emulator.set_faults(rate_limit={"count": 1, "retry_after": None})
+    once = DpcHook(dpc_conn, retry_policy=RetryPolicy(max_attempts=1, backoff_base=30.0))
+    with pytest.raises(Exception, match=r"^429 .* on GET /v1/projects"):
+        once.list_projects()
+    budget = once.budget(once.settings)
+    assert (budget.throttles, budget.cuts) == (1, 1)
+    assert budget.rate < budget.max_rate
+    started = time.monotonic()
+    assert DpcHook(dpc_conn).list_projects()  # another caller of the process, held then let through
+    assert 1.0 <= time.monotonic() - started < 4.0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_busy_token_endpoint_is_waited_out_as_it_asks(dpc_conn: str, fresh_emulator: Any, mode: str) -> None:
+    fresh_emulator.set_faults(rate_limit={"count": 3, "retry_after": 2}, include_token_endpoint=True)
+    hook = DpcHook(dpc_conn, retry_policy=FAST)  # its own backoff is short: only Retry-After spaces the grants
+    started = time.monotonic()
+    if mode == "sync":
+        assert hook.list_projects()
+    else:
+
+        async def read() -> Any:
+            async with hook:
+                return await hook.aget_status(PROJECT_ID, str(uuid.uuid4()))
+
+        with pytest.raises(DpcNotFoundError):  # the call went through: the token came
+            asyncio.run(read())
+    assert time.monotonic() - started >= 3 * 2.0  # four token requests, each after the last's Retry-After
+    assert requests_to(fresh_emulator, "POST", "/oauth/dpc/token") == 4
+    assert grants(fresh_emulator) == 1
+    assert fresh_emulator.stats()["faults_injected"]["rate_limit"] == 3
+
+
+def _fetch_a_token(conn_id: str) -> None:
+    hook = DpcHook(conn_id)
+    hook._token(hook.settings)
+
+
+@pytest.mark.slow
+def test_twenty_processes_fetch_tokens_at_once_from_a_busy_token_endpoint(
+    dpc_conn: str, fresh_emulator: Any
+) -> None:
+    """The token endpoint admits five grants every two seconds: twenty processes asking at once are
+    refused in turn, each waits the Retry-After it is given, and every one gets its token."""
+    import multiprocessing
+
+    fresh_emulator.configure(rate_limit=5, rate_window=2.0)
+    fresh_emulator.set_faults(include_token_endpoint=True)
+    context = multiprocessing.get_context("fork")  # each process its own token cache and budget
+    processes = [context.Process(target=_fetch_a_token, args=(dpc_conn,)) for _ in range(20)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0] * 20
+    assert grants(fresh_emulator) == 20
+    assert fresh_emulator.stats()["rate_limit"]["refused"] >= 15  # they did meet a busy endpoint
+
+
 def test_server_error_burst_is_ridden_out(hook: DpcHook, fresh_emulator: Any) -> None:
     fresh_emulator.set_faults(server_errors={"count": 3, "status": 503})
     assert hook.list_projects()

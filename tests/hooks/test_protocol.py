@@ -29,6 +29,7 @@ pytestmark = pytest.mark.every_line
 
 GET = Call("GET", "/v1/projects", lambda body: body)
 POST = Call("POST", "/v1/projects/x/streaming-pipelines", lambda body: body, idempotent=False)
+TOKEN = Call("POST", "/oauth/dpc/token", lambda body: body, authenticated=False, url="http://id/oauth/dpc/token")
 
 
 def response(status: int, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -49,6 +50,20 @@ def test_retry_after_in_seconds_and_as_an_http_date() -> None:
 def test_429_waits_as_asked_even_for_a_create() -> None:
     outcome = judge(POST, response(429, headers={"Retry-After": "3"}), attempts(), can_refresh=True)
     assert outcome == Retry(3.0, throttled=True)  # the whole process waits, see hooks/_budget.py
+
+
+def test_a_429_without_retry_after_backs_off_on_its_own() -> None:
+    first = attempts(backoff_base=4.0)
+    first.next_try()
+    outcome = judge(GET, response(429), first, can_refresh=True)
+    assert isinstance(outcome, Retry)
+    assert not outcome.throttled  # the budget holds the process briefly; this call sleeps its backoff
+    assert 2.0 <= outcome.delay <= 4.0
+
+
+def test_a_503_waits_its_retry_after() -> None:
+    assert judge(GET, response(503, headers={"Retry-After": "5"}), attempts(), can_refresh=True) == Retry(5.0)
+    assert judge(TOKEN, response(503, headers={"Retry-After": "5"}), attempts(), can_refresh=True) == Retry(5.0)
 
 
 def test_a_wait_beyond_the_time_budget_fails_at_once() -> None:
