@@ -51,6 +51,20 @@ def load_dag(file_name: str, dag_id: str) -> Any:
     return bag.dags[dag_id]
 
 
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
+def test_every_example_dag_has_a_description(path: Path) -> None:
+    """Each DAG of each example file says what it does for the user (the UI shows it beside the DAG)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2.11
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+    bag = DagBag(dag_folder=str(path))  # the suite sets AIRFLOW__CORE__LOAD_EXAMPLES=False
+    assert not bag.import_errors, bag.import_errors
+    missing = [dag_id for dag_id, dag in bag.dags.items() if not (dag.description or "").strip()]
+    assert not missing, f"{path.name}: DAGs without a description: {missing}"
+
+
 def activate_assets(bag: Any) -> None:
     """Register the DAGs and activate their assets, as the DAG processor does before any task runs.
 
@@ -204,6 +218,40 @@ def test_an_expired_scheduled_window_is_skipped_and_touches_nothing(example_env:
     assert requests_to(example_env, "GET", "/status") == reads  # nothing was even read
     assert DpcHook().get_status(PROJECT_ID, pipeline_id) is PipelineStatus.STREAMING  # today's stream runs on
     assert took < 60, f"an expired window's run took {took:.0f} s"
+
+
+def test_a_dataset_triggered_run_opens_its_window_when_the_event_came(example_env: Any, warm_dag_test: None) -> None:
+    """Airflow 2.11 dates a dataset-triggered run by its newest event (its logical date) and gives
+    it the upstream run's data interval: a window DAG triggered now by a run due seven hours ago
+    opens its window now, not at that interval's end, when it would have closed already."""
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    if not hasattr(DagRunType, "DATASET_TRIGGERED"):
+        pytest.skip(
+            "this Airflow has no dataset-triggered run (Airflow 3's asset-triggered runs are dated "
+            "by run_after, tested in test_windows.py and under a real scheduler in tests/cluster)"
+        )
+    make_pipeline("dataset-window")
+    dag = load_dag("example_dpc_scheduled_window.py", "example_dpc_scheduled_window")
+    event = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+    run = dag.create_dagrun(
+        run_id=f"dataset_triggered__{event.isoformat()}",
+        run_type=DagRunType.DATASET_TRIGGERED,
+        execution_date=event,
+        data_interval=(event - timedelta(days=1, hours=7), event - timedelta(hours=7)),
+        state=DagRunState.RUNNING,
+        external_trigger=False,
+        conf={"pipeline_name": "dataset-window", "window_hours": 20 / 3600, "deferrable": False},
+    )
+    for task_id in WINDOW_TASKS:  # as a worker runs each in turn
+        ti = run.get_task_instance(task_id)
+        ti.task = dag.get_task(task_id)
+        ti.run(ignore_all_deps=True)
+    assert task_states(run) == dict.fromkeys(WINDOW_TASKS, "success")
+    assert requests_to(example_env, "POST", "/commands") == 2  # START, STOP
+    closes = event + timedelta(seconds=20)
+    assert closes <= task_times(run, "hold_until_window_closes")[1] < closes + timedelta(seconds=8)
 
 
 def test_scheduled_window_fails_when_the_stream_dies_and_cannot_be_restarted(example_env: Any) -> None:
