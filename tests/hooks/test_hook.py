@@ -271,9 +271,7 @@ def _fetch_a_token(conn_id: str) -> None:
 
 
 @pytest.mark.slow
-def test_twenty_processes_fetch_tokens_at_once_from_a_busy_token_endpoint(
-    dpc_conn: str, fresh_emulator: Any
-) -> None:
+def test_twenty_processes_fetch_tokens_at_once_from_a_busy_token_endpoint(dpc_conn: str, fresh_emulator: Any) -> None:
     """The token endpoint admits five grants every two seconds: twenty processes asking at once are
     refused in turn, each waits the Retry-After it is given, and every one gets its token."""
     import multiprocessing
