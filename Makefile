@@ -100,7 +100,7 @@ browser-deps:
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium is not installed and cannot be installed here: the browser test will be skipped"
 
-# Every other line: the tests marked `every_line` (see README, "Airflow release lines").
+# Every other line: the tests marked `every_line` (see docs/compatibility.md).
 $(addprefix test-airflow-,$(OLDER_LINES)): test-airflow-%: .venv-airflow-%/.installed
 	.venv-airflow-$*/bin/python -m pytest -m "$(call every_marker,$*)" $(PYTEST_ARGS)
 

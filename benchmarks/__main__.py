@@ -29,7 +29,7 @@ ALL = ("imports", "calls", "triggers", "tokens", "budget", "processes", "watcher
 
 @dataclass
 class Sizes:
-    """How big each benchmark runs; the defaults are what ``make bench`` and the README report."""
+    """How big each benchmark runs; the defaults are what ``make bench`` and docs/benchmarks.md report."""
 
     import_runs: int = 10
     import_warmup: bool = True

@@ -1,4 +1,4 @@
-"""The benchmarks' one table (Markdown, so the README can show it as printed) and its targets."""
+"""The benchmarks' one table (Markdown, so docs/benchmarks.md can show it as printed) and its targets."""
 
 from __future__ import annotations
 

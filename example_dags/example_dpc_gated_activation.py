@@ -131,6 +131,11 @@ with DAG(
 
 with DAG(
     dag_id="example_dpc_stream_consumer",
+    description=(
+        "Refreshes the reports each time the DPC streaming pipeline has been seen streaming: scheduled on "
+        "the asset that example_dpc_gated_activation's gate updates. Runs by itself after that gate; "
+        "needs nothing else."
+    ),
     schedule=[STREAM],
     start_date=datetime(2026, 1, 1),
     catchup=False,

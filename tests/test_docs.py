@@ -1,4 +1,4 @@
-"""Every code block in ``docs/`` runs, so the documentation cannot rot.
+"""Every code block in ``docs/`` and the README runs, so the documentation cannot rot.
 
 Each fenced block carries a marker on the line before it, ``<!-- docs-test: KIND args -->``, that
 says how it is checked:
@@ -7,7 +7,9 @@ says how it is checked:
 kind           check
 ============== ===================================================================================
 dag ID         the block is a DAG file: parsed like the DAG processor does, run with
-               ``dag.test()`` against the emulator; every task must succeed
+               ``dag.test()`` against the emulator; every task must succeed.
+               ``beside=PATH,...`` copies files of the repository next to it (a definition file
+               the DAG names)
 python         run against the emulator, with ``matillion_dpc_default`` pointing at it
 python-shell   run as a script in a fresh process, with ``matillion_dpc_default`` saved in Airflow's
                metadata database (as the UI saves it) and not in the environment
@@ -63,6 +65,9 @@ pytestmark = pytest.mark.every_line
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
+README = ROOT / "README.md"
+#: The pages whose blocks run: the README and every page of docs/.
+PAGES = [README, *sorted(DOCS.glob("*.md"))]
 FAST = {"max_attempts": 2, "backoff_base": 0.01, "backoff_max": 0.05, "max_elapsed": 10}
 MATILLION_TOKEN_URL = "https://id.core.matillion.com/oauth/dpc/token"
 DOC_ORIGIN = "http://127.0.0.1:8765"
@@ -128,7 +133,7 @@ def read_blocks(path: Path) -> list[Block]:
     return blocks
 
 
-ALL_BLOCKS = [block for page in sorted(DOCS.glob("*.md")) for block in read_blocks(page)]
+ALL_BLOCKS = [block for page in PAGES for block in read_blocks(page)]
 
 
 #: Kinds whose blocks start Airflow, a nested pytest or a server: seconds to a minute each.
@@ -150,7 +155,17 @@ def test_the_docs_exist() -> None:
         "emulator.md",
         "troubleshooting.md",
         "lineage.md",
+        "compatibility.md",
+        "reference.md",
+        "benchmarks.md",
     } <= pages
+
+
+def test_the_readme_runs_its_dags() -> None:
+    """The README's DAGs are what a user copies first: each is a ``dag`` block, run like the docs'."""
+    readme = [b for b in ALL_BLOCKS if b.page == README.name and b.lang == "python"]
+    assert readme, "the README shows no DAG"
+    assert {b.kind for b in readme} == {"dag"}, [(b.id, b.kind) for b in readme]
 
 
 def test_every_code_block_is_checked() -> None:
@@ -170,10 +185,33 @@ def test_every_code_block_is_checked() -> None:
             assert ALL_BLOCKS[i - 1].kind == "server", f"{block.id}: an output block must follow a server block"
 
 
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
+    headings = re.findall(r"^#+\s+(.+?)\s*$", text, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 def test_relative_links_resolve() -> None:
-    for page in DOCS.glob("*.md"):
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
-            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", text):
+            path = page.parent / target if target else page
+            assert path.exists(), f"{page.name} links to missing {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in anchors(path), f"{page.name} links to {target}#{anchor}, a heading it lacks"
+
+
+def test_the_compatibility_table_names_the_makefiles_lines() -> None:
+    """docs/compatibility.md's table tests what the Makefile installs: the same lines at the same patches."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    (lines,) = re.findall(r"^AIRFLOW_LINES := (.+)$", makefile, flags=re.MULTILINE)
+    patches = dict(re.findall(r"^AIRFLOW_([\d.]+) := ([\d.]+)$", makefile, flags=re.MULTILINE))
+    table = re.findall(
+        r"^\| ([\d.]+) \| ([\d.]+) \| 3\.\d+ \|", (DOCS / "compatibility.md").read_text(encoding="utf-8"), re.MULTILINE
+    )
+    assert {line for line, _ in table} == set(lines.split())
+    assert all(patch == patches[line] for line, patch in table), (table, patches)
 
 
 # ---- shared set-up ------------------------------------------------------------------------------
@@ -250,6 +288,8 @@ def test_dag_example(
 
     (dag_id,) = block.args
     set_up(block, docs_env)
+    for name in filter(None, block.options.get("beside", "").split(",")):
+        shutil.copy(ROOT / name, tmp_path)
     path = tmp_path / f"{dag_id}.py"
     path.write_text(block.code, encoding="utf-8")
     # Airflow 3's dag.test() runs the DAG as the DAGs folder (its bundle) holds it.

@@ -102,7 +102,7 @@ class DpcHook(_compat.BaseHook):
     #: unless a proxy is configured in the environment: the block's client then shares its event
     #: loop's connection pool (no pool limit, so a triggerer's thousand triggers never wait for a
     #: connection) and costs a fifth or less of the CPU per poll of ``httpx.AsyncClient`` (see
-    #: README, Benchmarks). ``"httpx"`` always uses ``httpx.AsyncClient``, as a proxy does.
+    #: docs/benchmarks.md). ``"httpx"`` always uses ``httpx.AsyncClient``, as a proxy does.
     async_transport: ClassVar[Literal["auto", "httpx"]] = "auto"
 
     #: Whether calls keep to the account's request budget and triggers share their reads (see
