@@ -13,8 +13,9 @@ export UV_COMPILE_BYTECODE := 1
 # resolved as of (the day after that patch's release). `make constraints` writes the resolution to
 # constraints/airflow-<line>.txt, which every install of that line is held to, so the same commit
 # gives the same environment whenever it runs. To move a line to a new patch, change both here and
-# run `make constraints`.
-AIRFLOW_LINES := 2.11 3.0 3.1 3.2 3.3
+# run `make constraints`. The next line is tested from its first pre-release, at its newest one
+# (resolved as of the day after it) until its final release is out.
+AIRFLOW_LINES := 2.11 3.0 3.1 3.2 3.3 3.4
 AIRFLOW_2.11 := 2.11.2
 RESOLVED_2.11 := 2026-03-15
 AIRFLOW_3.0 := 3.0.6
@@ -25,19 +26,21 @@ AIRFLOW_3.2 := 3.2.2
 RESOLVED_3.2 := 2026-05-30
 AIRFLOW_3.3 := 3.3.2
 RESOLVED_3.3 := 2026-09-18
+AIRFLOW_3.4 := 3.4.0b2
+RESOLVED_3.4 := 2026-10-21
 
 # The newest line lives in $(VENV) (demo, lint, type checks, benchmarks, the whole suite); every
 # other line, and the newest on Python 3.13, in a venv of its own that runs the `every_line` tests,
 # the slow ones among them (`edge_lines`: the docs' DAG and server examples) on the oldest line only.
 NEWEST_LINE := 3.3
 OLDEST_LINE := 2.11
-OLDER_LINES := $(filter-out $(NEWEST_LINE),$(AIRFLOW_LINES))
+OTHER_LINES := $(filter-out $(NEWEST_LINE),$(AIRFLOW_LINES))
 # every_marker(line): the tests a line other than the newest runs.
 every_marker = $(if $(filter $(1),$(OLDEST_LINE)),every_line,every_line and not edge_lines)
 # pyenv's 3.13 when there is one (its shim answers only for the global version), else PATH's.
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 
-.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-processes test-lines test-py313 constraints clean browser-deps \
+.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-processes test-oldest-aside test-lines test-py313 constraints clean browser-deps \
 	$(addprefix test-airflow-,$(AIRFLOW_LINES))
 
 $(UV):
@@ -101,7 +104,7 @@ browser-deps:
 		|| echo "chromium is not installed and cannot be installed here: the browser test will be skipped"
 
 # Every other line: the tests marked `every_line` (see docs/compatibility.md).
-$(addprefix test-airflow-,$(OLDER_LINES)): test-airflow-%: .venv-airflow-%/.installed
+$(addprefix test-airflow-,$(OTHER_LINES)): test-airflow-%: .venv-airflow-%/.installed
 	.venv-airflow-$*/bin/python -m pytest -m "$(call every_marker,$*)" $(PYTEST_ARGS)
 
 test-airflow-$(NEWEST_LINE): test-newest
@@ -111,20 +114,26 @@ test-airflow-$(NEWEST_LINE): test-newest
 test-py313: .venv-py3.13/.installed
 	.venv-py3.13/bin/python -m pytest -m "every_line and not edge_lines and not slow" $(PYTEST_ARGS)
 
-test-lines: $(addprefix test-airflow-,$(OLDER_LINES)) test-py313
+test-lines: $(addprefix test-airflow-,$(OTHER_LINES)) test-py313
 
 # Two phases. First the suites that start Airflow's own processes (the real scheduler and triggerer,
-# the browser test's `airflow standalone`), beside only lint and type checks (seconds): a scheduler
-# loop that shares 2 cores with three busy suites can leave a triggered run queued past any wait.
-# Then every other suite, four at once (they wait on the emulator and on Airflow more than they
-# compute); each one's output is printed whole when it ends, and any failure fails `make test`.
+# the browser test's `airflow standalone`), beside only lint, type checks and the oldest line's suite:
+# a scheduler loop that shares 2 cores with three busy suites can leave a triggered run queued past
+# any wait. The oldest line starts none of Airflow's processes (2.11 has no Task Execution API for a
+# cluster) and runs at the lowest CPU priority, on what the scheduler leaves idle. Then every other
+# suite, four at once (they wait on the emulator and on Airflow more than they compute); each one's
+# output is printed whole when it ends, and any failure fails `make test`.
 TEST_JOBS ?= 4
-LATER_SUITES := test-newest-rest $(addprefix test-airflow-,$(OLDER_LINES)) test-py313 test-wheel
+LATER_SUITES := test-newest-rest $(addprefix test-airflow-,$(filter-out $(OLDEST_LINE),$(OTHER_LINES))) \
+	test-py313 test-wheel
 
 # test-wheel (mk/dist.mk): the quickstart from the built wheel, installed in a venv of its own.
 test: install
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck test-newest-processes
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck test-newest-processes test-oldest-aside
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(LATER_SUITES)
+
+test-oldest-aside:
+	nice -n 19 $(MAKE) --no-print-directory test-airflow-$(OLDEST_LINE)
 
 # Resolve every line's dependencies as of its release day (see AIRFLOW_LINES above).
 constraints: | $(UV)

@@ -65,6 +65,52 @@ def test_every_example_dag_has_a_description(path: Path) -> None:
     assert not missing, f"{path.name}: DAGs without a description: {missing}"
 
 
+# Parses the example DAGs as the DAG processor would, in a fresh interpreter (so the provider's own
+# modules are imported anew), recording every warning, and prints those raised from this repository.
+_PARSE_RECORDING_WARNINGS = """
+import json, sys, warnings
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:
+    from airflow.models.dagbag import DagBag
+# Airflow's logging set-up (done by now) sends warnings to its log: record them here instead.
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    bag = DagBag(dag_folder=sys.argv[1])
+seen = [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in caught]
+seen += [text for texts in bag.captured_warnings.values() for text in texts]  # those of a DAG file's own parse
+ours = [text for text in seen if text.startswith(tuple(sys.argv[2:]))]
+errors = {str(k): str(v) for k, v in bag.import_errors.items()}
+print(json.dumps({"dags": sorted(bag.dags), "errors": errors, "warnings": ours}))
+"""
+
+
+def test_parsing_the_examples_warns_nothing_of_the_providers() -> None:
+    """No deprecated Airflow name or behaviour of this line is used by the provider or its examples:
+    nothing warns from this repository's files while the DAG processor parses them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import airflow_provider_dpc
+
+    ours = [str(Path(airflow_provider_dpc.__file__).parent), str(EXAMPLES)]
+    env = {**os.environ, "PYTHONWARNINGS": "always"}
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE_RECORDING_WARNINGS, str(EXAMPLES), *ours],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=True,
+    )
+    parsed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not parsed["errors"], parsed["errors"]
+    assert "example_dpc_scheduled_window" in parsed["dags"]
+    assert parsed["warnings"] == []
+
+
 def activate_assets(bag: Any) -> None:
     """Register the DAGs and activate their assets, as the DAG processor does before any task runs.
 
