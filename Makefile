@@ -40,7 +40,7 @@ every_marker = $(if $(filter $(1),$(OLDEST_LINE)),every_line,every_line and not 
 # pyenv's 3.13 when there is one (its shim answers only for the global version), else PATH's.
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 
-.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-processes test-oldest-aside test-lines test-py313 constraints clean browser-deps \
+.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-rest-1 test-newest-rest-2 test-newest-processes test-oldest-aside test-lines test-py313 constraints clean browser-deps \
 	$(addprefix test-airflow-,$(AIRFLOW_LINES))
 
 $(UV):
@@ -90,8 +90,12 @@ check: lint typecheck
 NEWEST_APART := tests/cluster tests/browser
 test-newest: test-newest-rest test-newest-processes
 
-test-newest-rest: install
-	$(VENV)/bin/python -m pytest $(addprefix --ignore=,$(NEWEST_APART)) $(PYTEST_ARGS)
+# The rest in two shards at once (DPC_TEST_SHARD, tests/conftest.py): every other test each, so
+# neither is much longer than the other and the run's longest session is halved.
+test-newest-rest: test-newest-rest-1 test-newest-rest-2
+
+test-newest-rest-1 test-newest-rest-2: test-newest-rest-%: install
+	DPC_TEST_SHARD=$*/2 $(VENV)/bin/python -m pytest $(addprefix --ignore=,$(NEWEST_APART)) $(PYTEST_ARGS)
 
 test-newest-processes: install browser-deps
 	$(VENV)/bin/python -m pytest $(NEWEST_APART) $(PYTEST_ARGS)
@@ -121,10 +125,10 @@ test-lines: $(addprefix test-airflow-,$(OTHER_LINES)) test-py313
 # a scheduler loop that shares 2 cores with three busy suites can leave a triggered run queued past
 # any wait. The oldest line starts none of Airflow's processes (2.11 has no Task Execution API for a
 # cluster) and runs at the lowest CPU priority, on what the scheduler leaves idle. Then every other
-# suite, four at once (they wait on the emulator and on Airflow more than they compute); each one's
-# output is printed whole when it ends, and any failure fails `make test`.
-TEST_JOBS ?= 4
-LATER_SUITES := test-newest-rest $(addprefix test-airflow-,$(filter-out $(OLDEST_LINE),$(OTHER_LINES))) \
+# suite, five at once (they wait on the emulator and on Airflow more than they compute), the longest
+# first; each one's output is printed whole when it ends, and any failure fails `make test`.
+TEST_JOBS ?= 5
+LATER_SUITES := test-newest-rest-1 test-newest-rest-2 $(addprefix test-airflow-,$(filter-out $(OLDEST_LINE),$(OTHER_LINES))) \
 	test-py313 test-wheel
 
 # test-wheel (mk/dist.mk): the quickstart from the built wheel, installed in a venv of its own.
