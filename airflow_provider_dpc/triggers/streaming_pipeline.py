@@ -102,6 +102,9 @@ def _event_trigger_class() -> type:
                 self.log.info(
                     "streaming pipeline %s: going on from the status it last had, %s", self.pipeline_id, previous
                 )
+            else:
+                watched = "/".join(self.statuses)
+                self.log.info("streaming pipeline %s: watching for %s from its status now", self.pipeline_id, watched)
             async with DpcHook(self.dpc_conn_id) as hook:
                 while True:
                     try:

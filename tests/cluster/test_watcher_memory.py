@@ -156,6 +156,13 @@ def watched(airflow: AirflowCluster, fresh_emulator: Any) -> Iterator[Watched]:
         airflow.wait_for_dag(dag_id)
         airflow.unpause(dag_id)
     airflow.write_dag_file(DAG_FILE, text)  # parsed again unpaused: Airflow starts the watchers
+    # This pipeline's own drop watcher: the last test's, on a pipeline since deleted, reads statuses too.
+    started = f"streaming pipeline {pipeline_id}: watching"
+    airflow.wait_for(
+        lambda: True if started in airflow.log_path("triggerer").read_text(encoding="utf-8") else None,
+        timeout=150,  # the DAG processor parses the file anew, then a triggerer takes the new watcher
+        what=f"the triggerer starting the drop watcher of pipeline {pipeline_id}",
+    )
     polled(airflow, fresh_emulator)
     yield Watched(pipeline_id, since)
     path.unlink(missing_ok=True)
