@@ -92,4 +92,7 @@ def test_dags_test_of_a_past_weekdays_window_sends_nothing(fresh_emulator: Any, 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert requests_to(fresh_emulator, "POST", "/commands") == 0  # no START, no STOP
     assert requests_to(fresh_emulator, "GET", "/status") == 0
-    assert took < 60, f"the run took {took:.0f} s"
+    # Nothing was read, so nothing was waited for: the bound only rules out a hold of the window (ten
+    # hours) or the start's timeout (half an hour); Airflow's CLI alone takes most of a minute when
+    # CI runs every suite at once on two cores.
+    assert took < 300, f"the run took {took:.0f} s"

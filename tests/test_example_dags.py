@@ -263,7 +263,7 @@ def test_an_expired_scheduled_window_is_skipped_and_touches_nothing(example_env:
     assert requests_to(example_env, "POST", "/commands") == commands  # no START, no STOP
     assert requests_to(example_env, "GET", "/status") == reads  # nothing was even read
     assert DpcHook().get_status(PROJECT_ID, pipeline_id) is PipelineStatus.STREAMING  # today's stream runs on
-    assert took < 60, f"an expired window's run took {took:.0f} s"
+    assert took < 180, f"an expired window's run took {took:.0f} s"  # nothing read: no wait, on a busy CI too
 
 
 def test_a_dataset_triggered_run_opens_its_window_when_the_event_came(example_env: Any, warm_dag_test: None) -> None:

@@ -241,7 +241,8 @@ def test_a_429_without_retry_after_holds_the_process_briefly_even_when_the_call_
     assert budget.rate < budget.max_rate
     started = time.monotonic()
     assert DpcHook(dpc_conn).list_projects()  # another caller of the process, held then let through
-    assert 1.0 <= time.monotonic() - started < 4.0
+    # Held for the short hold, not for the call's own backoff (15 to 30 s here), on a loaded machine too.
+    assert 1.0 <= time.monotonic() - started < 10.0
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
