@@ -147,8 +147,8 @@ class AirflowCluster:
                 "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
                 # A writer waits up to a minute for SQLite's lock (pysqlite's default is 5 s): on a
                 # busy machine the scheduler's, triggerer's and API server's writes otherwise meet
-                # "database is locked", and a backfill refused so deletes the runs it had created
-                # while the scheduler is handling them, which stops the scheduler.
+                # "database is locked" (a backfill's creation can meet it still: see
+                # test_window_backfill.py).
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db?timeout=60",
                 # The API server: the REST API for the test and the Task Execution API for workers.
                 "AIRFLOW__API__HOST": "127.0.0.1",
