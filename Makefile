@@ -40,7 +40,7 @@ every_marker = $(if $(filter $(1),$(OLDEST_LINE)),every_line,every_line and not 
 # pyenv's 3.13 when there is one (its shim answers only for the global version), else PATH's.
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 
-.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-rest-1 test-newest-rest-2 test-newest-processes test-oldest-aside test-lines test-py313 constraints clean browser-deps \
+.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-rest-1 test-newest-rest-2 test-newest-processes test-lines test-py313 constraints clean browser-deps \
 	$(addprefix test-airflow-,$(AIRFLOW_LINES))
 
 $(UV):
@@ -120,25 +120,24 @@ test-py313: .venv-py3.13/.installed
 
 test-lines: $(addprefix test-airflow-,$(OTHER_LINES)) test-py313
 
-# Two phases. First the suites that start Airflow's own processes (the real scheduler and triggerer,
-# the browser test's `airflow standalone`), beside only lint, type checks and the oldest line's suite:
-# a scheduler loop that shares 2 cores with three busy suites can leave a triggered run queued past
-# any wait. The oldest line starts none of Airflow's processes (2.11 has no Task Execution API for a
-# cluster) and runs at the lowest CPU priority, on what the scheduler leaves idle. Then every other
-# suite at once: they wait on the emulator, on Airflow and on the windows and timeouts they test far
-# more than they compute (the run uses about one of the two cores), so each started later only adds
-# to the run's length. Each one's output is printed whole when it ends, and any failure fails `make test`.
-TEST_JOBS ?= 8
-LATER_SUITES := test-newest-rest-1 test-newest-rest-2 $(addprefix test-airflow-,$(filter-out $(OLDEST_LINE),$(OTHER_LINES))) \
+# Every suite at once, the suites that start Airflow's own processes (the real scheduler and
+# triggerer, the browser test's `airflow standalone`) at normal CPU priority and every other one at
+# the lowest (`nice -n 19`). A scheduler loop that shares 2 cores with busy suites as an equal can
+# leave a triggered run queued past any wait; the others wait on the emulator, on Airflow and on the
+# windows and timeouts they test far more than they compute, so they run on what the scheduler leaves
+# idle. Each one's output is printed whole when it ends, and any failure fails `make test`.
+TEST_JOBS ?= 12
+NICED_SUITES := lint typecheck test-newest-rest-1 test-newest-rest-2 $(addprefix test-airflow-,$(OTHER_LINES)) \
 	test-py313 test-wheel
 
 # test-wheel (mk/dist.mk): the quickstart from the built wheel, installed in a venv of its own.
 test: install
-	$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck test-newest-processes test-oldest-aside
-	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(LATER_SUITES)
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-newest-processes \
+		$(addprefix niced-,$(NICED_SUITES))
 
-test-oldest-aside:
-	nice -n 19 $(MAKE) --no-print-directory test-airflow-$(OLDEST_LINE)
+.PHONY: $(addprefix niced-,$(NICED_SUITES))
+$(addprefix niced-,$(NICED_SUITES)): niced-%:
+	nice -n 19 $(MAKE) --no-print-directory $*
 
 # Resolve every line's dependencies as of its release day (see AIRFLOW_LINES above).
 constraints: | $(UV)
