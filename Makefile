@@ -113,31 +113,36 @@ $(addprefix test-airflow-,$(OTHER_LINES)): test-airflow-%: .venv-airflow-%/.inst
 
 test-airflow-$(NEWEST_LINE): test-newest
 
-# Python 3.13 runs the newest line's Airflow, whose CLI and DAG runs the newest line proves: the
-# provider's own every-line tests and the cluster run there, the `slow` ones do not.
+# Python 3.13 runs the newest line's Airflow, whose CLI, DAG runs and cluster the newest line proves:
+# the provider's own every-line tests run there, the `slow` and `scheduler` ones do not.
 test-py313: .venv-py3.13/.installed
-	.venv-py3.13/bin/python -m pytest -m "every_line and not edge_lines and not slow" $(PYTEST_ARGS)
+	.venv-py3.13/bin/python -m pytest -m "every_line and not edge_lines and not slow and not scheduler" $(PYTEST_ARGS)
 
 test-lines: $(addprefix test-airflow-,$(OTHER_LINES)) test-py313
 
-# Every suite at once, the suites that start Airflow's own processes (the real scheduler and
-# triggerer, the browser test's `airflow standalone`) at normal CPU priority and every other one at
-# the lowest (`nice -n 19`). A scheduler loop that shares 2 cores with busy suites as an equal can
-# leave a triggered run queued past any wait; the others wait on the emulator, on Airflow and on the
-# windows and timeouts they test far more than they compute, so they run on what the scheduler leaves
-# idle. Each one's output is printed whole when it ends, and any failure fails `make test`.
-TEST_JOBS ?= 12
-NICED_SUITES := lint typecheck test-newest-rest-1 test-newest-rest-2 $(addprefix test-airflow-,$(OTHER_LINES)) \
-	test-py313 test-wheel
+# Two phases. First the suites that start Airflow's own processes (the real scheduler and triggerer,
+# the browser test's `airflow standalone`), at normal CPU priority, beside suites that start none of
+# them, at the lowest (`nice -n 19`): lint, type checks, the oldest line (2.11 has no Task Execution
+# API for a cluster), Python 3.13 (its cluster is the newest line's), the wheel, and the installs of
+# the later lines' venvs. A scheduler loop that shares 2 cores with busy suites as an equal can leave
+# a triggered run queued past any wait; the niced ones run on what it leaves idle. Then every other
+# suite at once: they wait on the emulator, on Airflow and on the windows and timeouts they test far
+# more than they compute. Each one's output is printed whole when it ends; any failure fails `make test`.
+LATER_LINES := $(filter-out $(OLDEST_LINE),$(OTHER_LINES))
+ASIDE := lint typecheck test-airflow-$(OLDEST_LINE) test-py313 test-wheel $(addprefix install-line-,$(LATER_LINES))
+TEST_JOBS ?= 8
+LATER_SUITES := test-newest-rest-1 test-newest-rest-2 $(addprefix test-airflow-,$(LATER_LINES))
 
 # test-wheel (mk/dist.mk): the quickstart from the built wheel, installed in a venv of its own.
 test: install
-	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-newest-processes \
-		$(addprefix niced-,$(NICED_SUITES))
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-newest-processes $(addprefix niced-,$(ASIDE))
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(LATER_SUITES)
 
-.PHONY: $(addprefix niced-,$(NICED_SUITES))
-$(addprefix niced-,$(NICED_SUITES)): niced-%:
+.PHONY: $(addprefix niced-,$(ASIDE)) $(addprefix install-line-,$(OTHER_LINES))
+$(addprefix niced-,$(ASIDE)): niced-%:
 	nice -n 19 $(MAKE) --no-print-directory $*
+
+$(addprefix install-line-,$(OTHER_LINES)): install-line-%: .venv-airflow-%/.installed
 
 # Resolve every line's dependencies as of its release day (see AIRFLOW_LINES above).
 constraints: | $(UV)
