@@ -33,12 +33,17 @@ imported when it is not installed.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_dpc.models import (
     AbsTarget,
     Db2IbmiSource,
+    LineageEvent,
+    LineageRunEvent,
     MySqlSource,
     OracleSource,
     PostgresSource,
@@ -48,16 +53,24 @@ from airflow_provider_dpc.models import (
     SqlServerSource,
     StreamingPipelineDefinition,
     TablePrefixType,
+    same_pipeline,
 )
+from airflow_provider_dpc.models import LineageDataset as ModelDataset
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
 __all__ = [
+    "DPC_PRODUCER",
     "LineageDataset",
+    "RunLineage",
+    "child_run_events",
+    "dpc_namespace",
     "input_datasets",
     "operator_lineage",
     "output_datasets",
+    "run_lineage",
+    "run_operator_lineage",
     "snowflake_account_identifier",
     "snowflake_table_name",
 ]
@@ -206,6 +219,118 @@ def output_datasets(definition: StreamingPipelineDefinition) -> list[LineageData
     raise TypeError(f"unsupported streaming target {type(target).__name__}")
 
 
+# ---- DPC's own lineage events, for runs of published pipelines -----------------------------------
+
+#: The producer of the DPC runs' events this provider passes on: DPC's own.
+DPC_PRODUCER = "https://www.matillion.com"
+#: DPC's dataset schemes as Airflow's hooks name the same databases (see ``_SCHEMES``).
+_DPC_SCHEMES = {"postgresql": "postgres", "sqlserver": "mssql"}
+#: Schemes whose authority is a host and port, compared in any case.
+_HOST_SCHEMES = frozenset({"postgres", "mssql", "mysql", "oracle", "db2"})
+
+
+def dpc_namespace(namespace: str) -> str:
+    """A dataset namespace of DPC's lineage events as this provider and Airflow's hooks name the same
+    store: ``postgresql://`` is ``postgres://`` and ``sqlserver://`` is ``mssql://``, database hosts
+    are lower-cased, a Snowflake account is normalised as :func:`snowflake_account_identifier` does."""
+    scheme, separator, rest = namespace.strip().partition("://")
+    if not separator:
+        return namespace
+    scheme = _DPC_SCHEMES.get(scheme.lower(), scheme.lower())
+    authority, slash, path = rest.partition("/")
+    if scheme in _HOST_SCHEMES:
+        authority = authority.lower()
+    elif scheme == "snowflake" and authority:
+        authority = snowflake_account_identifier(authority)
+    return f"{scheme}://{authority}{slash}{path}"
+
+
+@dataclass(frozen=True)
+class RunLineage:
+    """What DPC's lineage events say of one execution: its job, run, datasets and how it ended."""
+
+    job_namespace: str
+    job_name: str
+    run_id: str
+    started: str | None  # eventTime of the first event
+    ended: str | None  # eventTime of the COMPLETE, FAIL or ABORT event
+    ending: str | None  # COMPLETE, FAIL or ABORT
+    inputs: list[ModelDataset]
+    outputs: list[ModelDataset]
+
+
+_ENDINGS = frozenset({"COMPLETE", "FAIL", "ABORT"})
+
+
+def _merged(datasets: Iterable[ModelDataset]) -> list[ModelDataset]:
+    # The same dataset on several events of a run: one, its facets merged, the later ones winning.
+    merged: dict[tuple[str, str], ModelDataset] = {}
+    for dataset in datasets:
+        key = (dpc_namespace(dataset.namespace), dataset.name)
+        earlier = merged.get(key)
+        facets = {**earlier.facets, **dataset.facets} if earlier else dict(dataset.facets)
+        merged[key] = ModelDataset(namespace=key[0], name=key[1], facets=facets)
+    return list(merged.values())
+
+
+def run_lineage(
+    events: Iterable[LineageEvent],
+    *,
+    execution_id: str,
+    pipeline_name: str,
+    project_id: str,
+    started: datetime,
+    tolerance: float = 5.0,
+) -> RunLineage | None:
+    """The run among ``events`` that is the execution: the one whose ``runId`` is the execution's
+    id where DPC writes it so, else the run of the pipeline (:func:`same_pipeline` on the job name,
+    in the project where the job's namespace names one) whose first event came within ``tolerance``
+    seconds of the execution's start. None where no run is; :class:`ValueError` where more than one
+    is, which is reported, never guessed."""
+    runs: dict[str, list[LineageRunEvent]] = {}
+    for item in events:
+        runs.setdefault(item.event.run.run_id, []).append(item.event)
+    chosen = runs.get(execution_id)
+    if chosen is None:
+        candidates = []
+        for run_events in runs.values():
+            job = run_events[0].job
+            if not same_pipeline(pipeline_name, job.name) or not _in_project(job.namespace, project_id):
+                continue
+            first = min((e.moment for e in run_events if e.moment is not None), default=None)
+            if first is not None and abs((first - started).total_seconds()) <= tolerance:
+                candidates.append(run_events)
+        if len(candidates) > 1:
+            ids = ", ".join(run[0].run.run_id for run in candidates)
+            raise ValueError(
+                f"{len(candidates)} DPC runs of pipeline {pipeline_name!r} started within {tolerance:g} s of "
+                f"execution {execution_id} ({ids}); cannot tell which one it is"
+            )
+        if not candidates:
+            return None
+        chosen = candidates[0]
+    job = chosen[0].job
+    endings = [e for e in chosen if (e.event_type or "").upper() in _ENDINGS]
+    return RunLineage(
+        job_namespace=job.namespace,
+        job_name=job.name,
+        run_id=chosen[0].run.run_id,
+        started=chosen[0].event_time,
+        ended=endings[-1].event_time if endings else None,
+        ending=(endings[-1].event_type or "").upper() if endings else None,
+        inputs=_merged(d for e in chosen for d in e.inputs),
+        outputs=_merged(d for e in chosen for d in e.outputs),
+    )
+
+
+def _in_project(job_namespace: str, project_id: str) -> bool:
+    # ``matillion://<account>.<project>``: a namespace of another form is not taken to exclude it.
+    scheme, _, rest = job_namespace.partition("://")
+    if scheme != "matillion" or "." not in rest:
+        return True
+    return rest.rsplit(".", 1)[-1].lower() == project_id.lower()
+
+
 # ---- OpenLineage --------------------------------------------------------------------------------
 
 
@@ -218,3 +343,97 @@ def operator_lineage(definition: StreamingPipelineDefinition) -> OperatorLineage
         inputs=[Dataset(namespace=d.namespace, name=d.name) for d in input_datasets(definition)],
         outputs=[Dataset(namespace=d.namespace, name=d.name) for d in output_datasets(definition)],
     )
+
+
+def _openlineage_facets(dataset: ModelDataset) -> dict[str, Any]:
+    """The schema and column-lineage facets DPC wrote for a dataset, as OpenLineage's classes; other
+    facets are left out (their classes are not known here)."""
+    from openlineage.client.facet_v2 import column_lineage_dataset, schema_dataset
+
+    facets: dict[str, Any] = {}
+    schema = dataset.facets.get("schema")
+    if isinstance(schema, dict) and isinstance(schema.get("fields"), list):
+        facets["schema"] = schema_dataset.SchemaDatasetFacet(
+            fields=[
+                schema_dataset.SchemaDatasetFacetFields(
+                    name=str(field["name"]), type=field.get("type"), description=field.get("description")
+                )
+                for field in schema["fields"]
+                if isinstance(field, dict) and field.get("name")
+            ]
+        )
+    lineage = dataset.facets.get("columnLineage")
+    if isinstance(lineage, dict) and isinstance(lineage.get("fields"), dict):
+        columns = {}
+        for column, spec in lineage["fields"].items():
+            spec = spec if isinstance(spec, dict) else {}
+            sources = [
+                column_lineage_dataset.InputField(
+                    namespace=dpc_namespace(str(source["namespace"])),
+                    name=str(source["name"]),
+                    field=str(source["field"]),
+                )
+                for source in spec.get("inputFields") or []
+                if isinstance(source, dict) and {"namespace", "name", "field"} <= source.keys()
+            ]
+            columns[str(column)] = column_lineage_dataset.Fields(
+                inputFields=sources,
+                transformationDescription=spec.get("transformationDescription"),
+                transformationType=spec.get("transformationType"),
+            )
+        facets["columnLineage"] = column_lineage_dataset.ColumnLineageDatasetFacet(fields=columns)
+    return facets
+
+
+def run_operator_lineage(run: RunLineage) -> OperatorLineage:
+    """The run task's OpenLineage facets: the tables DPC's run read and wrote, with their facets."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    def datasets(found: list[ModelDataset]) -> list[Any]:
+        return [Dataset(namespace=d.namespace, name=d.name, facets=_openlineage_facets(d)) for d in found]
+
+    return OperatorLineage(inputs=datasets(run.inputs), outputs=datasets(run.outputs))
+
+
+def child_run_events(run: RunLineage, parent_run_id: str, parent_job_namespace: str, parent_job_name: str) -> list[Any]:
+    """DPC's run as OpenLineage events of its own job, parented to the Airflow task's run: its start
+    and, where it has ended, its end, at the times DPC recorded."""
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+    from openlineage.client.facet_v2 import job_type_job, parent_run
+
+    parent = parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=parent_run_id),
+        job=parent_run.Job(namespace=parent_job_namespace, name=parent_job_name),
+    )
+    job = Job(
+        namespace=run.job_namespace,
+        name=run.job_name,
+        facets={"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="MATILLION")},
+    )
+    inputs = [InputDataset(namespace=d.namespace, name=d.name, facets=_openlineage_facets(d)) for d in run.inputs]
+    outputs = [OutputDataset(namespace=d.namespace, name=d.name, facets=_openlineage_facets(d)) for d in run.outputs]
+    moments = [(RunState.START, run.started)]
+    if run.ending and run.ended:
+        moments.append((RunState(run.ending), run.ended))
+    return [
+        RunEvent(
+            eventType=state,
+            eventTime=moment,
+            run=Run(runId=_uuid_run_id(run.run_id), facets={"parent": parent}),
+            job=job,
+            inputs=inputs,
+            outputs=outputs,
+            producer=DPC_PRODUCER,
+        )
+        for state, moment in moments
+        if moment
+    ]
+
+
+def _uuid_run_id(run_id: str) -> str:
+    # OpenLineage run ids are UUIDs: DPC's where it writes one, else one derived from it, stable.
+    try:
+        return str(uuid.UUID(run_id))
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"matillion-run:{run_id}"))

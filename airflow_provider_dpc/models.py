@@ -57,6 +57,11 @@ __all__ = [
     "FieldError",
     "HostConnection",
     "KeyPairAuthentication",
+    "LineageDataset",
+    "LineageEvent",
+    "LineageJob",
+    "LineageRun",
+    "LineageRunEvent",
     "MySqlSource",
     "OracleConnection",
     "OracleSource",
@@ -649,6 +654,74 @@ class TokenPage(DpcModel, Generic[T]):
 
     results: list[T] = Field(default_factory=list)
     more: str | None = None
+
+
+# ---- lineage events (``GET /v1/lineage/events``) --------------------------------------------------
+
+
+def _facets(value: Any) -> Any:
+    # DPC writes facets it has nothing for as null (``documentation``, ``sql``, ``ownership``), and at
+    # times the whole facets object: read either as absent.
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {name: facet for name, facet in value.items() if facet is not None}
+    return value
+
+
+def _list_or_empty(value: Any) -> Any:
+    return [] if value is None else value
+
+
+Facets = Annotated[dict[str, Any], BeforeValidator(_facets)]
+
+
+class LineageDataset(DpcModel):
+    """A dataset an OpenLineage run event names: ``namespace`` (``postgresql://host:5432``), ``name``
+    (``public.orders``) and its facets (``schema``, and on outputs ``columnLineage``), as raw objects."""
+
+    namespace: str
+    name: str
+    facets: Facets = Field(default_factory=dict)
+
+
+class LineageJob(DpcModel):
+    """The job of a DPC lineage event: namespace ``matillion://<account>.<project>``, name the
+    pipeline's file path (``folder/load.orch.yaml``)."""
+
+    namespace: str = ""
+    name: str
+    facets: Facets = Field(default_factory=dict)
+
+
+class LineageRun(DpcModel):
+    run_id: str
+    facets: Facets = Field(default_factory=dict)
+
+
+class LineageRunEvent(DpcModel):
+    """One OpenLineage run event (schema 2-0-2) as DPC records it for a pipeline run."""
+
+    event_type: str | None = None
+    event_time: str
+    producer: str | None = None
+    schema_url: str | None = Field(default=None, alias="schemaURL")
+    job: LineageJob
+    run: LineageRun
+    inputs: Annotated[list[LineageDataset], BeforeValidator(_list_or_empty)] = Field(default_factory=list)
+    outputs: Annotated[list[LineageDataset], BeforeValidator(_list_or_empty)] = Field(default_factory=list)
+
+    @property
+    def moment(self) -> datetime | None:
+        """``eventTime`` as a timezone-aware time, None where it is unreadable."""
+        return parse_time(self.event_time)
+
+
+class LineageEvent(DpcModel):
+    """One result of ``GET /v1/lineage/events``: DPC's id for the event, and the event."""
+
+    id: str
+    event: LineageRunEvent
 
 
 class ProblemFieldError(DpcModel):

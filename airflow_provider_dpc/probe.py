@@ -23,6 +23,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +221,56 @@ def _execution_reads(hook: DpcHook, project_id: str) -> Iterator[Fact]:
         yield Fact(name, SKIPPED, f"{_answer(forbidden)}: no FORBIDDEN execution listed")
 
 
+_LINEAGE_DAYS = 7
+_LINEAGE_PAGE = "lineage events come as a page of {id, event}"
+_LINEAGE_JOB = "lineage events name their job by the pipeline's file path"
+_LINEAGE_RUN = "a lineage event's run is an execution, by its id or by pipeline and start"
+
+
+def _lineage_reads(hook: DpcHook) -> Iterator[Fact]:
+    """The shape of DPC's lineage events, read from the last week's: the wrapper, the job name's
+    form, and whether ``runId`` is the execution's id (the provider matches either way; it says which)."""
+    now = datetime.now(UTC)
+    params = {
+        "generatedFrom": (now - timedelta(days=_LINEAGE_DAYS)).isoformat(),
+        "generatedBefore": now.isoformat(),
+        "page": 0,
+        "size": 5,
+    }
+    response = hook.send_as_is("GET", "/v1/lineage/events", params=params)
+    body = _body(response)
+    found = body.get("results") if isinstance(body, dict) else None
+    items = [item for item in found or [] if isinstance(item, dict) and isinstance(item.get("event"), dict)]
+    if response.status_code == 404 or (response.status_code == 200 and found == []):
+        why = f"{_answer(response)}: no lineage events in the last {_LINEAGE_DAYS} days"
+        yield from (Fact(name, SKIPPED, why) for name in (_LINEAGE_PAGE, _LINEAGE_JOB, _LINEAGE_RUN))
+        return
+    wrapped = response.status_code == 200 and isinstance(body, dict) and set(body) >= PAGE_KEYS
+    wrapped = wrapped and bool(items) and all("id" in item for item in items)
+    yield Fact(_LINEAGE_PAGE, CONFIRMED if wrapped else CONTRADICTED, f"{_answer(response)}: {str(body)[:200]}")
+    if not items:
+        return
+    event = items[0]["event"]
+    job = event.get("job") if isinstance(event.get("job"), dict) else {}
+    name = str(job.get("name"))
+    verdict = CONFIRMED if name.endswith(PIPELINE_FILE_SUFFIXES) else CONTRADICTED
+    yield Fact(_LINEAGE_JOB, verdict, f"job {job.get('namespace')!r} / {name!r}")
+    run = event.get("run") if isinstance(event.get("run"), dict) else {}
+    run_id = str(run.get("runId"))
+    namespace = str(job.get("namespace", ""))
+    project_id = namespace.rpartition(".")[2] if namespace.startswith("matillion://") else ""
+    try:
+        uuid.UUID(project_id)
+        uuid.UUID(run_id)
+    except ValueError:
+        yield Fact(_LINEAGE_RUN, SKIPPED, f"no project id in job namespace {namespace!r}, or runId {run_id!r}")
+        return
+    details = hook.send_as_is("GET", f"/v1/projects/{project_id}/pipeline-executions/{run_id}")
+    same = details.status_code == 200
+    evidence = "is the execution's id" if same else "is DPC's own (matched by pipeline name and start)"
+    yield Fact(_LINEAGE_RUN, CONFIRMED, f"runId {run_id} {evidence}: {_answer(details)}")
+
+
 def _problem_fact(name: str, response: httpx.Response, status: int) -> Fact:
     body = _body(response)
     kind = body.get("type") if isinstance(body, dict) else None
@@ -298,7 +349,7 @@ def probe(
 ) -> list[Fact]:
     """Every fact's verdict, reads first; ``write`` adds the checks that send a create and, with
     ``execute`` (a published pipeline and its environment), an execute."""
-    facts = list(_reads(hook, project_id))
+    facts = [*_reads(hook, project_id), *_lineage_reads(hook)]
     if write:
         chosen = project_id or _first_project(hook)
         facts.extend(_writes(hook, chosen, definition, execute))

@@ -36,7 +36,7 @@ def test_every_fact_is_confirmed_by_the_emulator_read_only(conn_env: Any, fresh_
     before = fresh_emulator.stats()["requests"]
     facts = probe(hook)
     assert [f.verdict for f in facts] == [CONFIRMED] * len(facts), "\n".join(map(str, facts))
-    assert len(facts) == 15
+    assert len(facts) == 18
     after = fresh_emulator.stats()["requests"]
     writes = [r for r in after if r.split()[0] in ("POST", "PUT", "DELETE", "PATCH") and "/oauth/" not in r]
     assert {r: after[r] for r in writes} == {r: before[r] for r in writes}  # only the test's own create
@@ -53,12 +53,27 @@ def test_the_command_writes_only_when_asked_and_cleans_up(conn_env: Any, fresh_e
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    # Skipped: no pipeline to read a status of, no execution yet to read the execution facts from.
-    assert lines[-1] == "13 confirmed, 0 contradicted, 3 skipped", result.stdout
+    # Skipped: no pipeline to read a status of, no execution yet to read the execution facts from,
+    # no lineage events (Pipeline 1 has none).
+    assert lines[-1] == "13 confirmed, 0 contradicted, 6 skipped", result.stdout
     assert any(line.startswith("confirmed     an execute answers 201 with pipelineExecutionId") for line in lines)
     assert any(line.startswith("confirmed     a command answers 200 with no body") for line in lines)
     assert fresh_emulator.stats()["pipelines_created"] == 1
     assert DpcHook("probe").list_streaming_pipelines(PROJECT_ID) == []  # the throwaway pipeline is gone
+
+
+@pytest.mark.parametrize(("run_ids", "said"), [("own", "is DPC's own"), ("execution", "is the execution's id")])
+def test_the_probe_says_what_a_lineage_runid_is(conn_env: Any, fresh_emulator: Any, run_ids: str, said: str) -> None:
+    fresh_emulator.configure(lineage_run_ids=run_ids)
+    hook = DpcHook(conn_env("probe"))
+    run_executions(hook, "Load orders")
+    facts = {f.name: f for f in probe(hook)}
+    assert facts["lineage events come as a page of {id, event}"].verdict == CONFIRMED
+    job = facts["lineage events name their job by the pipeline's file path"]
+    assert (job.verdict, job.evidence.endswith("'orders/Load orders.orch.yaml'")) == (CONFIRMED, True)
+    run = facts["a lineage event's run is an execution, by its id or by pipeline and start"]
+    assert run.verdict == CONFIRMED
+    assert said in run.evidence
 
 
 def test_the_references_execution_shapes_are_contradictions(conn_env: Any, fresh_emulator: Any) -> None:

@@ -24,8 +24,10 @@ from airflow_provider_dpc.emulator.executions import (
     Execution,
     decode_token,
     encode_token,
+    epoch_seconds,
     run_seconds,
 )
+from airflow_provider_dpc.emulator.lineage import lineage_events
 from airflow_provider_dpc.emulator.problems import ApiJSONResponse, ProblemError, read_json_object
 from airflow_provider_dpc.emulator.runtime import Emulator
 from airflow_provider_dpc.emulator.state import Pipeline, definition_marks
@@ -40,6 +42,7 @@ from airflow_provider_dpc.models import (
     ExecutionStatusAnswer,
     ExecutionStep,
     FieldError,
+    LineageEvent,
     Page,
     PipelineExecution,
     PipelineStatus,
@@ -521,6 +524,42 @@ async def list_executions(
     if offset + limit < len(found):
         page["more"] = encode_token(offset + limit)
     return ApiJSONResponse(page)
+
+
+# ---- lineage events -----------------------------------------------------------------------------
+
+
+@router.get(
+    "/lineage/events",
+    response_model=Page[LineageEvent],
+    responses={**_bad, 404: {**_problem, "description": "No events were generated in the range"}},
+    summary="List the account's OpenLineage events generated in a time range, oldest first",
+)
+async def list_lineage_events(
+    request: Request,
+    generated_from: Annotated[datetime, Query(alias="generatedFrom", description="Start of the range (ISO 8601)")],
+    generated_before: Annotated[datetime, Query(alias="generatedBefore", description="End of the range, excluded")],
+    page: PageNumber = 0,
+    size: PageSize = DEFAULT_SIZE,
+) -> Response:
+    emulator = _emulator(request)
+    start, end = epoch_seconds(generated_from), epoch_seconds(generated_before)
+    if start >= end:
+        raise ProblemError(400, "Query parameter 'generatedFrom' must be before 'generatedBefore'")
+    store, config = emulator.state.executions, emulator.config
+    store.catch_up()
+    events = lineage_events(
+        store.executions.values(),
+        store.clock(),
+        run_ids=config.lineage_run_ids,
+        delay=config.lineage_delay,
+        generated_from=start,
+        generated_before=end,
+        shape=config.api_shape,
+    )
+    if not events:  # as the service answers a range without events
+        raise ProblemError(404, "No lineage events were found in the given range")
+    return _page(request, [e.model_dump(mode="json", by_alias=True) for e in events], page, size)
 
 
 # ---- DPC's own schedules ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from airflow_provider_dpc.models import Agent, Environment, Project, Schedule
+from airflow_provider_dpc.models import Agent, Environment, LineageDataset, Project, Schedule
 
 __all__ = [
     "DEFAULT_SEED",
@@ -25,6 +25,7 @@ __all__ = [
     "RUNTIME_SETTINGS",
     "ConfigError",
     "EmulatorConfig",
+    "LineageSeed",
     "PublishedPipelineSeed",
     "Seed",
     "load_seed",
@@ -39,6 +40,9 @@ ApiShape = Literal["observed", "documented"]
 #: Whether ``GET .../pipeline-executions/{id}/status`` is served, or answers 404 or 405 as a
 #: service without that route would.
 StatusRoute = Literal["present", "404", "405"]
+#: What a lineage event's ``run.runId`` is: the execution's id ("execution"), or an id of its own
+#: ("own"). Matillion does not say which the service writes; clients must work with both.
+LineageRunIds = Literal["execution", "own"]
 
 # Settings that PUT /_emulator/config may change while the emulator runs.
 RUNTIME_SETTINGS = frozenset(
@@ -54,6 +58,8 @@ RUNTIME_SETTINGS = frozenset(
         "api_shape",
         "execution_status_route",
         "token_ttl",
+        "lineage_run_ids",
+        "lineage_delay",
     }
 )
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -61,6 +67,15 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 class ConfigError(ValueError):
     """A setting or seed is invalid; the message names it."""
+
+
+class LineageSeed(BaseModel):
+    """What a seeded pipeline's lineage events name as its inputs and outputs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inputs: list[LineageDataset] = Field(default_factory=list)
+    outputs: list[LineageDataset] = Field(default_factory=list)
 
 
 class PublishedPipelineSeed(BaseModel):
@@ -87,6 +102,9 @@ class PublishedPipelineSeed(BaseModel):
     disabled: bool = False
     steps: list[str] = Field(default_factory=lambda: ["Start", "Run", "End"], min_length=1)
     file_path: str | None = None
+    #: The datasets its runs read and write, OpenLineage's ``{namespace, name, facets}``: each
+    #: execution of a pipeline that has them gets a START event and one for how it ended.
+    lineage: LineageSeed | None = None
 
     @property
     def answered_name(self) -> str:
@@ -141,6 +159,42 @@ def _require_uuid(value: str, what: str) -> str:
 GUIDE_PROJECT_ID = "3dda0acf-e646-4f4b-b4f6-e00449b69427"
 GUIDE_AGENT_ID = "2734aa6f-0c64-4d2b-9406-f44dc8f1f3b6"
 
+_ORDERS_FIELDS = [("id", "INTEGER"), ("customer", "VARCHAR"), ("amount", "NUMERIC")]
+#: A load of Postgres's ``public.orders`` into Snowflake, as DPC's lineage events name them: the
+#: source's namespace with DPC's ``postgresql`` scheme, ``schema.table`` names, a schema facet on
+#: both and column lineage on the output.
+ORDERS_LINEAGE = LineageSeed(
+    inputs=[
+        LineageDataset(
+            namespace="postgresql://pg.example.com:5432",
+            name="public.orders",
+            facets={
+                "schema": {"fields": [{"name": n, "type": t, "description": None} for n, t in _ORDERS_FIELDS]},
+                "documentation": None,
+            },
+        )
+    ],
+    outputs=[
+        LineageDataset(
+            namespace="snowflake://myorg-myaccount",
+            name="ANALYTICS.PUBLIC.ORDERS",
+            facets={
+                "schema": {"fields": [{"name": n.upper(), "type": t} for n, t in _ORDERS_FIELDS]},
+                "columnLineage": {
+                    "fields": {
+                        n.upper(): {
+                            "inputFields": [
+                                {"namespace": "postgresql://pg.example.com:5432", "name": "public.orders", "field": n}
+                            ]
+                        }
+                        for n, _ in _ORDERS_FIELDS
+                    }
+                },
+            },
+        )
+    ],
+)
+
 # The project and environment of the DPC streaming-pipeline guide, so its examples work unchanged.
 DEFAULT_SEED = Seed(
     projects=[Project(id=GUIDE_PROJECT_ID, name="Test-project", description="project-1")],
@@ -168,6 +222,7 @@ DEFAULT_SEED = Seed(
             outcome="FAILED",
             seconds=1.0,
             message="Table 'ANALYTICS.ORDERS' does not exist or not authorized.",
+            lineage=ORDERS_LINEAGE,
         ),
         PublishedPipelineSeed(
             project_id=GUIDE_PROJECT_ID, environment_name="Environment-1", name="Long pipeline", outcome="RUNNING"
@@ -199,6 +254,7 @@ DEFAULT_SEED = Seed(
             name="Load orders",
             file_path="orders/Load orders.orch.yaml",
             steps=["Start", "Extract orders", "Load orders", "End"],
+            lineage=ORDERS_LINEAGE,
         ),
         PublishedPipelineSeed(
             project_id=GUIDE_PROJECT_ID,
@@ -296,12 +352,22 @@ class EmulatorConfig:
     error_style: ErrorStyle = "validation-errors"
     api_shape: ApiShape = "observed"
     execution_status_route: StatusRoute = "present"
+    lineage_run_ids: LineageRunIds = "own"
+    #: Seconds after a run's event happens that DPC has written it (``generatedFrom`` finds it).
+    lineage_delay: float = 0.0
     seed: Seed = DEFAULT_SEED
     faults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     log_level: str = "warning"
 
     def __post_init__(self) -> None:
-        for name in ("token_ttl", "starting_seconds", "snapshotting_seconds", "stopping_seconds", "cancelling_seconds"):
+        for name in (
+            "token_ttl",
+            "starting_seconds",
+            "snapshotting_seconds",
+            "stopping_seconds",
+            "cancelling_seconds",
+            "lineage_delay",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
                 raise ConfigError(f"{name} must be a number of seconds between 0 and 86400, got {value!r}")
@@ -329,6 +395,8 @@ class EmulatorConfig:
             raise ConfigError(
                 f"execution_status_route must be 'present', '404' or '405', got {self.execution_status_route!r}"
             )
+        if self.lineage_run_ids not in ("execution", "own"):
+            raise ConfigError(f"lineage_run_ids must be 'execution' or 'own', got {self.lineage_run_ids!r}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if not self.client_id or not self.client_secret:

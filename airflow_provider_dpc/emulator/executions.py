@@ -43,6 +43,7 @@ __all__ = [
     "Outcome",
     "decode_token",
     "encode_token",
+    "epoch_seconds",
     "run_seconds",
 ]
 
@@ -328,8 +329,8 @@ class ExecutionStore:
         """
         self.catch_up()
         now, projects = self.clock(), set(project_ids)
-        after = None if started_after is None else _epoch(started_after)
-        before = None if started_before is None else _epoch(started_before)
+        after = None if started_after is None else epoch_seconds(started_after)
+        before = None if started_before is None else epoch_seconds(started_before)
         part = None if pipeline_name is None else pipeline_name.casefold()
         found = [
             (index, e)
@@ -385,5 +386,5 @@ def _iso(epoch: float, shape: str = "documented") -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _epoch(moment: datetime) -> float:
+def epoch_seconds(moment: datetime) -> float:
     return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()

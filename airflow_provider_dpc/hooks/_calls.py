@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, lru_cache, partial
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from airflow_provider_dpc.exceptions import DpcApiError
 from airflow_provider_dpc.hooks._protocol import Call
@@ -21,6 +22,7 @@ from airflow_provider_dpc.models import (
     ExecutionRequest,
     ExecutionStatus,
     ExecutionStep,
+    LineageEvent,
     Page,
     PipelineCommand,
     PipelineExecution,
@@ -33,6 +35,7 @@ from airflow_provider_dpc.models import (
     TokenPage,
     check_uuid,
     execution_details,
+    field_errors,
     same_pipeline,
     unwrap_result,
 )
@@ -263,6 +266,55 @@ def _parse_steps(body: Any) -> Page[ExecutionStep]:
     return page
 
 
+# ---- lineage events ----------------------------------------------------------------------------
+
+LINEAGE_EVENTS_PATH = "/v1/lineage/events"
+
+
+@dataclass(frozen=True)
+class LineagePage:
+    """A page of lineage events: those that could be read, and how many the page held in all."""
+
+    events: list[LineageEvent]
+    received: int
+    total: int
+
+
+def list_lineage_events(
+    generated_from: datetime, generated_before: datetime, page: int, size: int
+) -> Call[LineagePage]:
+    if generated_from.tzinfo is None or generated_before.tzinfo is None:
+        raise ValueError("generated_from and generated_before must be timezone-aware")
+    if generated_from >= generated_before:
+        raise ValueError(
+            f"generated_from must be before generated_before, got {generated_from.isoformat()} and "
+            f"{generated_before.isoformat()}"
+        )
+    params: dict[str, Any] = {
+        "generatedFrom": generated_from.isoformat(),
+        "generatedBefore": generated_before.isoformat(),
+        **_page_params(page, size),
+    }
+    return Call("GET", LINEAGE_EVENTS_PATH, parse_lineage_page, params=params)
+
+
+def parse_lineage_page(body: Any) -> LineagePage:
+    """A page of ``{"id", "event"}`` results. An event that cannot be read is skipped with a warning:
+    lineage is a report on a run, never a reason for a task to fail."""
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise ValueError("expected a page of lineage events ('results')")
+    events: list[LineageEvent] = []
+    for index, item in enumerate(body["results"]):
+        try:
+            events.append(LineageEvent.model_validate(item))
+        except ValidationError as exc:
+            event_id = item.get("id") if isinstance(item, dict) else None
+            problems = "; ".join(map(str, field_errors(exc)[:3]))
+            log.warning("skipping lineage event %s that cannot be read: %s", event_id or f"#{index}", problems)
+    total = body.get("total")
+    return LineagePage(events, len(body["results"]), total if isinstance(total, int) else 0)
+
+
 def _execution_id(body: Any) -> str:
     return ExecutionAnswer.model_validate(body).pipeline_execution_id
 
@@ -351,3 +403,27 @@ def all_executions(
         if not page.more:
             return found
         token = page.more
+
+
+def all_lineage_events(
+    generated_from: datetime, generated_before: datetime, *, size: int = MAX_PAGE_SIZE, max_pages: int | None = None
+) -> Plan[tuple[list[LineageEvent], bool]]:
+    """The lineage events generated in ``[generated_from, generated_before)``, oldest first, and
+    whether there were more than ``max_pages`` pages of them (the rest not read). DPC answers 404
+    for a range without events: that is no events."""
+    found: list[LineageEvent] = []
+    page, seen = 0, 0
+    while max_pages is None or page < max_pages:
+        try:
+            answer: LineagePage = yield list_lineage_events(generated_from, generated_before, page, size)
+        except DpcApiError as exc:
+            if exc.status_code == 404:
+                return found, False
+            raise
+        found += answer.events
+        seen += answer.received
+        # ``total`` where it is given; without it a short page is the last.
+        if (seen >= answer.total if answer.total else answer.received < size) or not answer.received:
+            return found, False
+        page += 1
+    return found, True

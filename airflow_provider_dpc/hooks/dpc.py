@@ -53,6 +53,7 @@ from airflow_provider_dpc.models import (
     Environment,
     ExecutionStatus,
     ExecutionStep,
+    LineageEvent,
     PipelineCommand,
     PipelineExecution,
     PipelineStatus,
@@ -725,6 +726,32 @@ class DpcHook(_compat.BaseHook):
                 errors=[FieldError("executionTag", "is ambiguous")],
             )
         return running[0] if running else None
+
+    # ---- lineage events ----------------------------------------------------------------------
+
+    def list_lineage_events(
+        self,
+        generated_from: datetime,
+        generated_before: datetime,
+        *,
+        page_size: int = _calls.MAX_PAGE_SIZE,
+        max_pages: int | None = None,
+    ) -> list[LineageEvent]:
+        """The OpenLineage events DPC generated for the account's pipeline runs in
+        ``[generated_from, generated_before)`` (timezone-aware), oldest first, every page of them or
+        the first ``max_pages`` (a warning says the rest were left). An event that cannot be read is
+        skipped with a warning."""
+        events, more = self._follow(
+            _calls.all_lineage_events(generated_from, generated_before, size=page_size, max_pages=max_pages)
+        )
+        if more:
+            log.warning(
+                "more than %s pages of lineage events were generated from %s to %s; the rest were not read",
+                max_pages,
+                generated_from.isoformat(),
+                generated_before.isoformat(),
+            )
+        return events
 
     # ---- Airflow conventions ------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from airflow_provider_dpc.exceptions import DpcApiError, DpcConflictError
 from airflow_provider_dpc.hooks._retry import RetryPolicy
 from airflow_provider_dpc.links.dpc import XCOM_EXECUTION_URL, DpcPipelineExecutionLink, execution_url
 from airflow_provider_dpc.memory import TaskMemory
+from airflow_provider_dpc.operators._lineage import ExecutionLineageMixin
 from airflow_provider_dpc.status import (
     Reading,
     StatusWatch,
@@ -35,7 +36,7 @@ STATE_KEY = "dpc_pipeline_execution"
 _CONFLICT_ROUNDS = 3
 
 
-class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
+class DpcRunPipelineOperator(ExecutionLineageMixin, WaitingMixin, BaseOperator):
     """Execute a published DPC pipeline and wait (polling, or deferred to the triggerer) until it ends.
 
     Returns the execution id, pushed to XCom (key ``pipeline_execution_id``, with the link to the
@@ -65,6 +66,10 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
         The trigger enforces it in deferrable mode, so the task always gets its event and cancels.
     :param cancel_on_kill: cancel the execution when the task is killed or marked failed while it
         waits (in the worker, and from Airflow 3.3 also while deferred).
+
+    With Airflow's OpenLineage provider, the task's COMPLETE or FAIL event carries the tables DPC's
+    own lineage events say the execution read and wrote, and DPC's run appears as a job of its own
+    whose parent is the task (see docs/lineage.md).
     """
 
     template_fields: Sequence[str] = (
@@ -125,6 +130,7 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
         project_id = self.resolve_project()
         memory = TaskMemory(context, STATE_KEY, "execution_id")  # Airflow 3.3+: kept across tries
         execution_id = self._earlier_execution(memory, project_id) or self._execute(context, memory, project_id)
+        self.lineage_execution = (project_id, execution_id)
         self._announce(context, execution_id)
         if not self.wait_for_completion:
             return execution_id
@@ -149,7 +155,9 @@ class DpcRunPipelineOperator(WaitingMixin, BaseOperator):
             raise
 
     def execute_complete(self, context: Context, event: WaitResult | dict[str, Any]) -> str:
-        return self._finish(WaitResult.of(event))
+        result = WaitResult.of(event)
+        self.lineage_execution = (result.project_id, result.resource_id)
+        return self._finish(result)
 
     def on_kill(self) -> None:
         self._cancel_on_stop("the task was killed")

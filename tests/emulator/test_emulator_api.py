@@ -709,6 +709,7 @@ def test_openapi_document_lists_every_route(emulator: EmulatorProcess) -> None:
         execution + "/status": ["get"],
         execution + "/steps": ["get"],
         "/dpc/v1/pipeline-executions": ["get"],
+        "/dpc/v1/lineage/events": ["get"],
         "/oauth/dpc/token": ["post"],
     }
     schemas = doc["components"]["schemas"]
