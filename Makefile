@@ -120,26 +120,32 @@ test-py313: .venv-py3.13/.installed
 
 test-lines: $(addprefix test-airflow-,$(OTHER_LINES)) test-py313
 
-# Two phases. First the suites that start Airflow's own processes (the real scheduler and triggerer,
-# the browser test's `airflow standalone`), at normal CPU priority, beside suites that start none of
-# them, at the lowest (`nice -n 19`): lint, type checks, the oldest line (2.11 has no Task Execution
-# API for a cluster), Python 3.13 (its cluster is the newest line's), the wheel, and the installs of
-# the later lines' venvs. A scheduler loop that shares 2 cores with busy suites as an equal can leave
-# a triggered run queued past any wait; the niced ones run on what it leaves idle. Then every other
-# suite at once: they wait on the emulator, on Airflow and on the windows and timeouts they test far
-# more than they compute. Each one's output is printed whole when it ends; any failure fails `make test`.
+# The suites that start Airflow's own processes (the real scheduler and triggerer, the browser test's
+# `airflow standalone`) run at normal CPU priority, and every other suite at the lowest (`nice -n 19`),
+# so a scheduler loop never shares the 2 cores with busy suites as an equal: starved, it can leave a
+# triggered run queued past any wait. Beside them from the start run the suites that start none of
+# Airflow's processes and compute little: lint, type checks, the oldest line (2.11 has no Task
+# Execution API for a cluster), Python 3.13 (its cluster is the newest line's), the wheel, and the
+# installs of the later lines' venvs. Once they end, the others start (`after-*`), all at once: they
+# wait on the emulator, on Airflow and on the windows and timeouts they test far more than they
+# compute. Each suite's output is printed whole when it ends; any failure fails `make test`.
 LATER_LINES := $(filter-out $(OLDEST_LINE),$(OTHER_LINES))
 ASIDE := lint typecheck test-airflow-$(OLDEST_LINE) test-py313 test-wheel $(addprefix install-line-,$(LATER_LINES))
-TEST_JOBS ?= 8
 LATER_SUITES := test-newest-rest-1 test-newest-rest-2 $(addprefix test-airflow-,$(LATER_LINES))
+TEST_JOBS ?= 16
 
 # test-wheel (mk/dist.mk): the quickstart from the built wheel, installed in a venv of its own.
 test: install
-	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-newest-processes $(addprefix niced-,$(ASIDE))
-	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(LATER_SUITES)
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-newest-processes \
+		$(addprefix niced-,$(ASIDE)) $(addprefix after-,$(LATER_SUITES))
 
-.PHONY: $(addprefix niced-,$(ASIDE)) $(addprefix install-line-,$(OTHER_LINES))
+.PHONY: $(addprefix niced-,$(ASIDE)) $(addprefix after-,$(LATER_SUITES)) $(addprefix install-line-,$(OTHER_LINES))
 $(addprefix niced-,$(ASIDE)): niced-%:
+	nice -n 19 $(MAKE) --no-print-directory $*
+
+$(addprefix after-,$(LATER_SUITES)): | test-newest-processes
+$(addprefix after-test-airflow-,$(LATER_LINES)): after-test-airflow-%: | niced-install-line-%
+$(addprefix after-,$(LATER_SUITES)): after-%:
 	nice -n 19 $(MAKE) --no-print-directory $*
 
 $(addprefix install-line-,$(OTHER_LINES)): install-line-%: .venv-airflow-%/.installed

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DPC_PRODUCER",
+    "START_TOLERANCE_SECONDS",
     "LineageDataset",
     "RunLineage",
     "child_run_events",
@@ -260,6 +261,8 @@ class RunLineage:
 
 
 _ENDINGS = frozenset({"COMPLETE", "FAIL", "ABORT"})
+#: How far a run's START may lie from the execution's ``startedAt`` (both DPC's clock) to be its run.
+START_TOLERANCE_SECONDS = 2.0
 
 
 def _merged(datasets: Iterable[ModelDataset]) -> list[ModelDataset]:
@@ -280,24 +283,30 @@ def run_lineage(
     pipeline_name: str,
     project_id: str,
     started: datetime,
-    tolerance: float = 5.0,
+    tolerance: float = START_TOLERANCE_SECONDS,
 ) -> RunLineage | None:
     """The run among ``events`` that is the execution: the one whose ``runId`` is the execution's
     id where DPC writes it so, else the run of the pipeline (:func:`same_pipeline` on the job name,
-    in the project where the job's namespace names one) whose first event came within ``tolerance``
-    seconds of the execution's start. None where no run is; :class:`ValueError` where more than one
-    is, which is reported, never guessed."""
+    in the project where the job's namespace names one) whose START event came within ``tolerance``
+    seconds of the execution's start (its first event, where DPC writes no START). None where no
+    run is; :class:`ValueError` where more than one is, which is reported, never guessed."""
     runs: dict[str, list[LineageRunEvent]] = {}
     for item in events:
         runs.setdefault(item.event.run.run_id, []).append(item.event)
     chosen = runs.get(execution_id)
     if chosen is None:
+        named = [
+            run_events
+            for run_events in runs.values()
+            if same_pipeline(pipeline_name, run_events[0].job.name)
+            and _in_project(run_events[0].job.namespace, project_id)
+        ]
+        # A run starts at its START event; only where DPC writes none, at its first event. An
+        # earlier run whose end falls in the range read is then not taken for this one.
+        any_start = any(_is_start(e) for run_events in named for e in run_events)
         candidates = []
-        for run_events in runs.values():
-            job = run_events[0].job
-            if not same_pipeline(pipeline_name, job.name) or not _in_project(job.namespace, project_id):
-                continue
-            first = min((e.moment for e in run_events if e.moment is not None), default=None)
+        for run_events in named:
+            first = min((e.moment for e in run_events if e.moment and (_is_start(e) or not any_start)), default=None)
             if first is not None and abs((first - started).total_seconds()) <= tolerance:
                 candidates.append(run_events)
         if len(candidates) > 1:
@@ -321,6 +330,10 @@ def run_lineage(
         inputs=_merged(d for e in chosen for d in e.inputs),
         outputs=_merged(d for e in chosen for d in e.outputs),
     )
+
+
+def _is_start(event: LineageRunEvent) -> bool:
+    return (event.event_type or "").upper() == "START"
 
 
 def _in_project(job_namespace: str, project_id: str) -> bool:

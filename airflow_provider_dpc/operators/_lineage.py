@@ -128,9 +128,10 @@ def read_run_lineage(
     if started is None:
         return None
     now = datetime.now(started.tzinfo)
-    finished = parse_time(execution.finished_at) or now
+    ended = parse_time(execution.finished_at)
+    finished = ended or now  # still running (wait_for_completion=False): what it has recorded so far
     wait = min(settle, (finished + timedelta(seconds=settle) - now).total_seconds())
-    if wait > 0:
+    if ended is not None and wait > 0:
         time.sleep(wait)
     lead, edge, end = timedelta(seconds=_LEAD_SECONDS), timedelta(seconds=_EDGE_SECONDS), timedelta(seconds=settle)
     if finished - started <= 2 * edge:

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from airflow_provider_dpc.exceptions import DpcApiError, DpcPipelineExecutionError
 from airflow_provider_dpc.hooks._calls import parse_lineage_page
 from airflow_provider_dpc.hooks.dpc import DpcHook
-from airflow_provider_dpc.lineage import child_run_events, dpc_namespace, run_lineage
+from airflow_provider_dpc.lineage import START_TOLERANCE_SECONDS, child_run_events, dpc_namespace, run_lineage
 from airflow_provider_dpc.models import ExecutionStatus, LineageEvent
 from airflow_provider_dpc.operators import _lineage
 from airflow_provider_dpc.operators.pipeline_execution import DpcRunPipelineOperator
@@ -166,9 +167,23 @@ def test_else_by_the_pipeline_name_rule_and_its_start() -> None:
     assert other_project is None
 
 
+def test_the_end_of_an_earlier_run_in_the_range_is_not_taken_for_it() -> None:
+    events = [
+        event("earlier", "COMPLETE", "2026-01-05T08:59:58Z"),  # its START fell before the range
+        event("ours", "START", "2026-01-05T09:00:01Z"),
+    ]
+    found = run_lineage(events, execution_id="e-1", pipeline_name=ORDERS, project_id=PROJECT_ID, started=STARTED)
+    assert found is not None
+    assert found.run_id == "ours"
+    only_ends = [event("a", "COMPLETE", "2026-01-05T09:00:02Z")]  # where DPC writes no START
+    found = run_lineage(only_ends, execution_id="e-1", pipeline_name=ORDERS, project_id=PROJECT_ID, started=STARTED)
+    assert found is not None
+    assert found.run_id == "a"
+
+
 def test_two_runs_that_could_be_the_execution_are_reported_never_guessed() -> None:
     events = [event("a", "START", "2026-01-05T09:00:01Z"), event("b", "START", "2026-01-05T09:00:02Z")]
-    with pytest.raises(ValueError, match=r"2 DPC runs of pipeline 'Load orders'.*cannot tell which"):
+    with pytest.raises(ValueError, match=r"2 DPC runs of pipeline 'Load orders' started within 2 s.*cannot tell which"):
         run_lineage(events, execution_id="e-1", pipeline_name=ORDERS, project_id=PROJECT_ID, started=STARTED)
 
 
@@ -225,6 +240,19 @@ def test_a_failed_run_reports_them_on_its_fail_event(
     assert lineage is not None
     assert (pairs(lineage.inputs), pairs(lineage.outputs)) == ([POSTGRES], [SNOWFLAKE])
     assert [run.ending for run in captured_children] == ["FAIL"]
+
+
+@needs_provider
+def test_a_task_that_does_not_wait_reports_what_the_run_has_recorded_so_far(
+    fresh_emulator: Any, default_conn: str, captured_children: list[Any]
+) -> None:
+    op = run_op(ORDERS, wait_for_completion=False, scalar_variables={"emulator.seconds": 60})
+    run_task(op)
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert lineage is not None
+    assert (pairs(lineage.inputs), pairs(lineage.outputs)) == ([POSTGRES], [SNOWFLAKE])
+    [run] = captured_children
+    assert (run.ending, run.ended) == (None, None)  # its START only: the child run is still going
 
 
 @needs_provider
@@ -317,22 +345,29 @@ def test_a_dag_run_sends_dpcs_lineage_to_the_backend(fresh_emulator: Any, airflo
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "dpc-tests",
         }
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", "dpc_run_lineage"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    def dags_test(env: dict[str, str], day: str) -> str:  # a run of its own each time
+        command = [sys.executable, "-m", "airflow", "dags", "test", "dpc_run_lineage", day]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        output = result.stdout[-3000:] + result.stderr[-3000:]
+        assert result.returncode == 0, output
+        return output
+
+    dags_test({**env, "AIRFLOW__OPENLINEAGE__DISABLED": "true"}, "2026-01-02")
+    assert requests_to(fresh_emulator, "GET", "/lineage/events") == 0  # nothing read with OpenLineage off
+    assert not events_file.exists()
+    # Two runs of one pipeline started closer than this are two candidates, reported, never guessed.
+    time.sleep(START_TOLERANCE_SECONDS + 0.5)
+
+    output = dags_test(env, "2026-01-03")
+    assert requests_to(fresh_emulator, "GET", "/lineage/events") == 1
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     [task] = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == "dpc_run_lineage.load_orders"]
-    assert [(d["namespace"], d["name"]) for d in task["inputs"]] == [POSTGRES]
+    assert [(d["namespace"], d["name"]) for d in task["inputs"]] == [POSTGRES], output
     assert [(d["namespace"], d["name"]) for d in task["outputs"]] == [SNOWFLAKE]
-    output = task["outputs"][0]["facets"]
-    assert [f["name"] for f in output["schema"]["fields"]] == COLUMNS
-    sources = output["columnLineage"]["fields"]["ID"]["inputFields"]
+    facets = task["outputs"][0]["facets"]
+    assert [f["name"] for f in facets["schema"]["fields"]] == COLUMNS
+    sources = facets["columnLineage"]["fields"]["ID"]["inputFields"]
     assert [(f["namespace"], f["name"], f["field"]) for f in sources] == [(*POSTGRES, "id")]
 
     children = [e for e in events if e["job"]["name"] == "orders/Load orders.orch.yaml"]
