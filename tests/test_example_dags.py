@@ -224,8 +224,9 @@ def test_scheduled_window_on_time(example_env: Any, warm_dag_test: None) -> None
     (pipeline,) = DpcHook().list_streaming_pipelines(PROJECT_ID)  # created by the run: the emulator had none
     assert DpcHook().get_status(PROJECT_ID, pipeline.streaming_pipeline_id) is PipelineStatus.NOT_RUNNING
     assert requests_to(example_env, "POST", "/commands") == 2  # START, STOP
-    # A triggered run's window opens when it was triggered, and the hold lasts until it closes.
-    due = getattr(run, "run_after", None) or run.execution_date
+    # A triggered run's window opens at its logical date (dag.test() gives it the trigger time, a
+    # moment before its run_after on some lines), and the hold lasts until it closes.
+    due = getattr(run, "logical_date", None) or run.execution_date
     closes = due + timedelta(seconds=15)
     assert closes <= task_times(run, "hold_until_window_closes")[1] < closes + timedelta(seconds=10)
 
