@@ -34,8 +34,8 @@ imported when it is not installed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -258,6 +258,8 @@ class RunLineage:
     ending: str | None  # COMPLETE, FAIL or ABORT
     inputs: list[ModelDataset]
     outputs: list[ModelDataset]
+    #: DPC's ``jobType`` facet of the job (``jobType`` ORCHESTRATION, ``integration``, ...), as written.
+    job_type: Mapping[str, Any] = field(default_factory=dict)
 
 
 _ENDINGS = frozenset({"COMPLETE", "FAIL", "ABORT"})
@@ -329,6 +331,7 @@ def run_lineage(
         ending=(endings[-1].event_type or "").upper() if endings else None,
         inputs=_merged(d for e in chosen for d in e.inputs),
         outputs=_merged(d for e in chosen for d in e.outputs),
+        job_type=job_type if isinstance(job_type := job.facets.get("jobType"), dict) else {},
     )
 
 
@@ -419,11 +422,15 @@ def child_run_events(run: RunLineage, parent_run_id: str, parent_job_namespace: 
         run=parent_run.Run(runId=parent_run_id),
         job=parent_run.Job(namespace=parent_job_namespace, name=parent_job_name),
     )
-    job = Job(
-        namespace=run.job_namespace,
-        name=run.job_name,
-        facets={"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration="MATILLION")},
+    # DPC's own values where it wrote them (its jobType is ORCHESTRATION); a published pipeline's
+    # run is a batch run of Matillion's either way.
+    written = {key: str(value) for key, value in run.job_type.items() if isinstance(value, str) and value}
+    job_type = job_type_job.JobTypeJobFacet(
+        processingType=written.get("processingType", "BATCH"),
+        integration=written.get("integration", "MATILLION"),
+        jobType=written.get("jobType"),
     )
+    job = Job(namespace=run.job_namespace, name=run.job_name, facets={"jobType": job_type})
     inputs = [InputDataset(namespace=d.namespace, name=d.name, facets=_openlineage_facets(d)) for d in run.inputs]
     outputs = [OutputDataset(namespace=d.namespace, name=d.name, facets=_openlineage_facets(d)) for d in run.outputs]
     moments = [(RunState.START, run.started)]

@@ -365,6 +365,9 @@ EXECUTION_FAILURES = (
     ExecutionStatus.SKIPPED,
     ExecutionStatus.FORBIDDEN,
 )
+#: The statuses of an execution that still runs, whatever DPC says of its finishing: it never ends
+#: with one of these.
+EXECUTION_UNDER_WAY = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING})
 #: The statuses the API reference documents as saying whether an execution has ended.
 _EXECUTION_TELLING = frozenset(
     {

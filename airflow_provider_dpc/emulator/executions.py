@@ -34,6 +34,7 @@ from typing import Any
 
 from airflow_provider_dpc.emulator.config import PublishedPipelineSeed
 from airflow_provider_dpc.models import ExecutionRequest, ExecutionStatus
+from airflow_provider_dpc.status import EXECUTION_UNDER_WAY
 
 __all__ = [
     "SECONDS_VARIABLE",
@@ -44,11 +45,11 @@ __all__ = [
     "decode_token",
     "encode_token",
     "epoch_seconds",
+    "iso",
     "run_seconds",
 ]
 
 Clock = Callable[[], float]
-_UNDER_WAY = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING})
 #: The scalar variable of an execute request that sets how long that execution runs, in seconds.
 SECONDS_VARIABLE = "emulator.seconds"
 
@@ -121,7 +122,7 @@ class Execution:
                 self.status = ExecutionStatus.CANCELLED
 
     def wall(self, clock_time: float, shape: str) -> str:
-        return _iso(self.epoch_offset + clock_time, shape)
+        return iso(self.epoch_offset + clock_time, shape)
 
     def body(self, now: float, shape: str = "documented", *, item: bool = False) -> dict[str, Any]:
         """The execution as ``GET .../pipeline-executions/{id}`` answers it in ``shape``: observed,
@@ -135,8 +136,8 @@ class Execution:
             "projectId": self.project_id,
             "pipelineType": "ORCHESTRATION",
             "status": status.value,
-            "startedAt": _iso(self.started_wall, shape),
-            "finishedAt": None if status in _UNDER_WAY else self.wall(self.since, shape),
+            "startedAt": iso(self.started_wall, shape),
+            "finishedAt": None if status in EXECUTION_UNDER_WAY else self.wall(self.since, shape),
             "message": self.message,
             "trigger": self.trigger,
             "scheduleId": self.schedule_id,
@@ -168,7 +169,7 @@ class Execution:
             result: dict[str, Any] = {
                 "status": "SUCCESS" if finished else current,
                 "message": None if finished else self.message,
-                "startedAt": _iso(self.started_wall, shape),
+                "startedAt": iso(self.started_wall, shape),
                 "finishedAt": ended_at,
             }
             if shape != "observed":
@@ -203,7 +204,7 @@ class ExecutionStore:
         self.intervals: dict[str, Interval] = {}
 
     def wall(self, clock_time: float, shape: str = "documented") -> str:
-        return _iso(self._epoch_offset + clock_time, shape)
+        return iso(self._epoch_offset + clock_time, shape)
 
     def start(
         self,
@@ -377,7 +378,7 @@ def decode_token(token: str) -> int | None:
     return offset if prefix == "offset" and offset >= 0 else None
 
 
-def _iso(epoch: float, shape: str = "documented") -> str:
+def iso(epoch: float, shape: str = "documented") -> str:
     """A timestamp as the shape writes it: observed, five fractional digits and an offset, as the
     service answers (``2026-02-02T22:53:51.41235+00:00``); documented, milliseconds and ``Z``."""
     moment = datetime.fromtimestamp(epoch, tz=UTC)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 
 from airflow_provider_dpc.emulator.config import LineageRunIds
-from airflow_provider_dpc.emulator.executions import Execution
+from airflow_provider_dpc.emulator.executions import Execution, iso
 from airflow_provider_dpc.lineage import DPC_PRODUCER
 from airflow_provider_dpc.models import (
     ExecutionStatus,
@@ -23,6 +23,7 @@ from airflow_provider_dpc.models import (
     LineageRun,
     LineageRunEvent,
 )
+from airflow_provider_dpc.status import EXECUTION_UNDER_WAY
 
 __all__ = ["ACCOUNT_ID", "lineage_events"]
 
@@ -43,7 +44,7 @@ def _event(execution: Execution, kind: str, at: float, run_id: str, shape: str) 
     )
     event = LineageRunEvent(
         event_type=kind,
-        event_time=execution.wall(at - execution.epoch_offset, shape),
+        event_time=iso(at, shape),
         producer=DPC_PRODUCER,
         schema_url=SCHEMA_URL,
         job=job,
@@ -72,7 +73,7 @@ def lineage_events(
         status = execution.settle(now)
         run_id = execution.execution_id if run_ids == "execution" else str(uuid.uuid5(_IDS, execution.execution_id))
         happened = [("START", execution.started_wall)]
-        if status not in (ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING):
+        if status not in EXECUTION_UNDER_WAY:
             happened.append((_ENDINGS.get(status, "FAIL"), execution.epoch_offset + execution.since))
         for kind, at in happened:
             generated = at + delay

@@ -315,16 +315,16 @@ def judge(call: Call[T], response: Answer, attempts: Attempts, can_refresh: bool
             return Done(call.parse(body))
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             return Fail(_unexpected_body(call, response, exc))
-    error = api_error(call, response)
+    wanted = retry_after(response)
+    error = api_error(call, response, wanted)
     if status == 401 and call.authenticated and can_refresh and not attempts.refreshed:
         attempts.refreshed = True
         return Retry(0.0, refresh_token=True)
     if status == 429:
         # Without Retry-After the budget holds the process only briefly; this call backs off on its own.
-        wanted = retry_after(response)
         return _retry_or_fail(call, attempts, wanted, error, always=True, throttled=wanted is not None)
     if status in RETRYABLE_STATUSES:
-        return _retry_or_fail(call, attempts, retry_after(response), error)
+        return _retry_or_fail(call, attempts, wanted, error)
     return Fail(error)
 
 
@@ -371,7 +371,8 @@ def retry_after(response: Answer) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def api_error(call: Call[Any], response: Answer) -> DpcApiError:
+def api_error(call: Call[Any], response: Answer, wanted: float | None) -> DpcApiError:
+    """The error an HTTP error answer stands for; ``wanted`` is its ``Retry-After``, read once."""
     problem = _problem(response)
     errors: list[FieldError] = []
     if problem is not None:
@@ -389,7 +390,7 @@ def api_error(call: Call[Any], response: Answer) -> DpcApiError:
         detail=problem.detail if problem else None,
         instance=problem.instance if problem else None,
         errors=errors,
-        retry_after=retry_after(response),
+        retry_after=wanted,
     )
 
 

@@ -14,8 +14,9 @@ from airflow_provider_dpc._compat import base_event_trigger, without_event_trigg
 from airflow_provider_dpc.exceptions import DpcError
 from airflow_provider_dpc.hooks.dpc import DpcHook
 from airflow_provider_dpc.memory import WatchMemory, memory_key
-from airflow_provider_dpc.models import ExecutionStatus, PipelineExecution, check_uuid, parse_time
+from airflow_provider_dpc.models import PipelineExecution, check_uuid, parse_time
 from airflow_provider_dpc.status import (
+    EXECUTION_UNDER_WAY,
     NewEndings,
     PipelineRunsWatch,
     Reading,
@@ -127,8 +128,6 @@ class DpcNextPipelineExecutionTrigger(DpcStatusTrigger):
 
 
 _BaseEventTrigger: Any = base_event_trigger()
-#: Statuses an execution never ends with: a watch for them would never fire.
-_NOT_ENDING = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLING})
 _log = logging.getLogger(__name__)
 
 
@@ -189,7 +188,7 @@ def _event_trigger_class() -> type:
             self.pipeline_name = pipeline_name
             self.environment_name = environment_name
             found = set(normalised(statuses, StatusKind.PIPELINE_EXECUTION))
-            if not found or found & _NOT_ENDING:
+            if not found or found & EXECUTION_UNDER_WAY:
                 raise ValueError(
                     f"statuses must name statuses an execution ends with (SUCCESS, FAILED, ...), got {sorted(found)}"
                 )

@@ -138,8 +138,15 @@ def test_an_event_that_cannot_be_read_is_skipped_with_a_warning(caplog: pytest.L
 # ---- matching an execution to its run -----------------------------------------------------------
 
 
-def event(run_id: str, kind: str, at: str, name: str = "orders/Load orders.orch.yaml") -> LineageEvent:
-    body = {"eventType": kind, "eventTime": at, "job": {"namespace": f"matillion://acct.{PROJECT_ID}", "name": name}}
+def event(
+    run_id: str,
+    kind: str,
+    at: str,
+    name: str = "orders/Load orders.orch.yaml",
+    job_facets: dict[str, Any] | None = None,
+) -> LineageEvent:
+    job = {"namespace": f"matillion://acct.{PROJECT_ID}", "name": name, "facets": job_facets}
+    body = {"eventType": kind, "eventTime": at, "job": job}
     return LineageEvent.model_validate({"id": f"{run_id}-{kind}", "event": {**body, "run": {"runId": run_id}}})
 
 
@@ -300,6 +307,19 @@ def test_dpcs_run_is_a_child_job_of_the_task() -> None:
     )
     assert sent[0].run.runId == "3f0c3b47-4a57-4cc5-9a39-5b3a4a0f0a11"
     assert (sent[0].job.namespace, sent[0].job.name) == (f"matillion://acct.{PROJECT_ID}", run.job_name)
+    job_type = sent[0].job.facets["jobType"]
+    assert (job_type.jobType, job_type.integration, job_type.processingType) == (None, "MATILLION", "BATCH")
+
+
+@needs_provider
+def test_the_child_job_keeps_dpcs_job_type() -> None:
+    facets = {"jobType": {"jobType": "ORCHESTRATION", "integration": "MATILLION", "processingType": "BATCH"}}
+    events = [event("ours", "START", "2026-01-05T09:00:01Z", job_facets=facets)]
+    run = run_lineage(events, execution_id="e-1", pipeline_name=ORDERS, project_id=PROJECT_ID, started=STARTED)
+    assert run is not None
+    [sent] = child_run_events(run, "0195a0e4-0000-7000-8000-000000000001", "airflow-ns", "dag.run")
+    job_type = sent.job.facets["jobType"]
+    assert (job_type.jobType, job_type.integration, job_type.processingType) == ("ORCHESTRATION", "MATILLION", "BATCH")
 
 
 # ---- a real DAG run ------------------------------------------------------------------------------
@@ -377,6 +397,7 @@ def test_a_dag_run_sends_dpcs_lineage_to_the_backend(fresh_emulator: Any, airflo
         assert (parent["job"]["namespace"], parent["job"]["name"]) == ("dpc-tests", "dpc_run_lineage.load_orders")
         assert parent["run"]["runId"] == task["run"]["runId"]
         assert child["job"]["namespace"].startswith("matillion://")
+        assert child["job"]["facets"]["jobType"]["jobType"] == "ORCHESTRATION"
         assert [(d["namespace"], d["name"]) for d in child["outputs"]] == [SNOWFLAKE]
     secret = fresh_emulator.client_secret
     assert secret not in events_file.read_text()
