@@ -422,9 +422,8 @@ def child_run_events(run: RunLineage, parent_run_id: str, parent_job_namespace: 
         run=parent_run.Run(runId=parent_run_id),
         job=parent_run.Job(namespace=parent_job_namespace, name=parent_job_name),
     )
-    # DPC's own values where it wrote them (its jobType is ORCHESTRATION); a published pipeline's
-    # run is a batch run of Matillion's either way.
-    written = {key: str(value) for key, value in run.job_type.items() if isinstance(value, str) and value}
+    # DPC's own values where it wrote them (its jobType is ORCHESTRATION), else a Matillion batch job.
+    written = {key: value for key, value in run.job_type.items() if isinstance(value, str) and value}
     job_type = job_type_job.JobTypeJobFacet(
         processingType=written.get("processingType", "BATCH"),
         integration=written.get("integration", "MATILLION"),
