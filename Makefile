@@ -40,7 +40,7 @@ every_marker = $(if $(filter $(1),$(OLDEST_LINE)),every_line,every_line and not 
 # pyenv's 3.13 when there is one (its shim answers only for the global version), else PATH's.
 PYTHON313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 
-.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-rest-1 test-newest-rest-2 test-newest-processes test-lines test-py313 constraints clean browser-deps \
+.PHONY: install demo test check lint typecheck test-newest test-newest-rest test-newest-rest-1 test-newest-rest-2 test-newest-processes test-durations test-lines test-py313 constraints clean browser-deps \
 	$(addprefix test-airflow-,$(AIRFLOW_LINES))
 
 $(UV):
@@ -90,12 +90,19 @@ check: lint typecheck
 NEWEST_APART := tests/cluster tests/browser
 test-newest: test-newest-rest test-newest-processes
 
-# The rest in two shards at once (DPC_TEST_SHARD, tests/conftest.py): every other test each, so
-# neither is much longer than the other and the run's longest session is halved.
+# The rest in two shards at once, split by pytest-split on the durations in tests/.test_durations
+# so that both take about as long and the run's longest session is halved. A test the file does not
+# list counts as an average one; `make test-durations` measures them again.
+NEWEST_REST := $(addprefix --ignore=,$(NEWEST_APART))
+SPLIT := --splits 2 --splitting-algorithm least_duration --durations-path tests/.test_durations
 test-newest-rest: test-newest-rest-1 test-newest-rest-2
 
 test-newest-rest-1 test-newest-rest-2: test-newest-rest-%: install
-	DPC_TEST_SHARD=$*/2 $(VENV)/bin/python -m pytest $(addprefix --ignore=,$(NEWEST_APART)) $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(NEWEST_REST) $(SPLIT) --group $* $(PYTEST_ARGS)
+
+test-durations: install
+	$(VENV)/bin/python -m pytest $(NEWEST_REST) --store-durations --clean-durations \
+		--durations-path tests/.test_durations $(PYTEST_ARGS)
 
 test-newest-processes: install browser-deps
 	$(VENV)/bin/python -m pytest $(NEWEST_APART) $(PYTEST_ARGS)

@@ -39,23 +39,6 @@ PHASE_SECONDS = 0.3
 ConnEnv = Callable[..., str]
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``DPC_TEST_SHARD=k/n`` keeps every n-th test from the k-th on: `make test` runs the newest
-    line's suite in shards at once, each with its own emulator and Airflow home, so its longest
-    session is not the run's critical path. Every test runs in exactly one shard."""
-    shard = os.environ.get("DPC_TEST_SHARD")
-    if not shard:
-        return
-    k, _, n = shard.partition("/")
-    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
-        raise pytest.UsageError(f"DPC_TEST_SHARD must be k/n with 1 <= k <= n, got {shard!r}")
-    kept = items[int(k) - 1 :: int(n)]
-    keep = set(kept)
-    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
-    items[:] = kept
-
-
 def quick_seed() -> dict[str, Any]:
     """The default seed with its published pipelines' executions ending within 0.5 s."""
     from airflow_provider_dpc.emulator.config import DEFAULT_SEED
